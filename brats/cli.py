@@ -1,0 +1,155 @@
+"""The ``brats`` command: thin argparse front ends over library functions.
+
+Every subcommand is ``brats <name> …``; user errors print one line (``brats: error: …``) and exit
+with status 2, problems found by ``brats check`` exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from brats import __version__
+from brats.errors import BratsInputError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Generate a synthetic BraTS dataset."""
+    from brats.synth.generator import generate_dataset
+
+    ids = generate_dataset(args.out_dir, cases=args.cases, seed=args.seed, release=args.release,
+                           shape=tuple(args.shape), with_seg=not args.no_seg, jobs=args.jobs,
+                           progress=not args.no_progress)
+    split = "validation (no segmentations)" if args.no_seg else "training"
+    print(f"wrote {len(ids)} synthetic {split} case(s), BraTS {args.release} layout, "
+          f"shape {tuple(args.shape)}, to {args.out_dir}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a dataset folder and print a table of problems."""
+    from brats.data.checks import check_dataset
+
+    count, problems = check_dataset(args.data_dir, args.release, jobs=args.jobs,
+                                    progress=not args.no_progress)
+    if problems.empty:
+        print(f"{args.data_dir}: {count} case(s), no problems found")
+        return 0
+    print(problems.to_string(index=False, justify="left"))
+    print(f"{len(problems)} problem(s) in {args.data_dir} ({count} complete case(s) found)")
+    return 1
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Build the preprocessing cache."""
+    from brats.preprocess.cache import prepare_dataset
+
+    records = prepare_dataset(args.data_dir, args.out, release=args.release, jobs=args.jobs,
+                              dtype=args.dtype, locations=args.locations,
+                              progress=not args.no_progress)
+    training = sum(r.has_labels for r in records)
+    print(f"cache {args.out}: {len(records)} case(s) ({training} with labels), "
+          f"release {records[0].release}, image dtype {args.dtype}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Save a figure of one case."""
+    from brats.data.layouts import discover
+    from brats.viz import plot_case, save_figure
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise BratsInputError(f"{out} exists; pass --overwrite to replace it")
+    cases = discover(args.case_dir, args.release)
+    if args.case:
+        cases = [c for c in cases if c.id == args.case]
+        if not cases:
+            raise BratsInputError(f"{args.case_dir}: no case {args.case!r}")
+    elif len(cases) > 1:
+        raise BratsInputError(
+            f"{args.case_dir} holds {len(cases)} cases; pick one with --case "
+            f"(e.g. --case {cases[0].id})")
+    save_figure(plot_case(cases[0].load(), args.slice), out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo on synthetic data."""
+    from brats.demo import run_demo
+
+    run_demo(Path(args.out), progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``brats`` command."""
+    parser = argparse.ArgumentParser(
+        prog="brats", description="Reproduce, evaluate and compare the top BraTS 2017 entries.")
+    parser.add_argument("--version", action="version", version=f"brats {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        return p
+
+    p = add("synth", cmd_synth, "generate a synthetic BraTS dataset on MNI152 anatomy")
+    p.add_argument("out_dir", help="output folder (must not exist or be empty)")
+    p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--release", default="2017", help="layout and naming to write (default 2017)")
+    p.add_argument("--shape", nargs=3, type=int, default=[240, 240, 155], metavar=("X", "Y", "Z"),
+                   help="grid size; smaller grids keep the 240×240×155 mm field of view")
+    p.add_argument("--no-seg", action="store_true", help="validation split: no segmentations")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+
+    p = add("check", cmd_check, "check a dataset folder; exit 1 if any problem")
+    p.add_argument("data_dir")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+
+    p = add("prepare", cmd_prepare, "crop, z-score and cache a dataset for training")
+    p.add_argument("data_dir")
+    p.add_argument("--out", required=True, help="cache folder (new, or an earlier cache to resume)")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="cached image dtype (float16 halves the disk space)")
+    p.add_argument("--locations", type=int, default=1000,
+                   help="foreground voxel coordinates stored per label for sampling")
+
+    p = add("show", cmd_show, "save an axial slice of the four modalities with the labels")
+    p.add_argument("case_dir", help="a case folder (or a dataset folder with --case)")
+    p.add_argument("--out", required=True, help="figure file (.png, .pdf, .svg)")
+    p.add_argument("--case", help="case id when CASE_DIR holds several cases")
+    p.add_argument("--slice", type=int, help="axial slice index (default: most tumour)")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing figure")
+
+    p = add("demo", cmd_demo, "the demo on synthetic data (what `make demo` runs)")
+    p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``brats`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except BratsInputError as exc:
+        print(f"brats: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("brats: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: releases, label conventions, case discovery, loading and validation."""

@@ -1,0 +1,1 @@
+"""Preprocessing: brain crop, z-scoring, the training cache and its exact inverse."""

@@ -1,0 +1,1 @@
+"""Synthetic BraTS generator on MNI152 anatomy."""

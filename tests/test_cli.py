@@ -1,0 +1,69 @@
+"""The ``brats`` command, called in-process: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brats.cli import main
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main([*args, "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_clean_dataset(tiny_2017: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["check", str(tiny_2017)], capsys)
+    assert code == 0
+    assert "2 case(s), no problems found" in out
+
+
+def test_check_prints_a_table_and_exits_1(tiny_2017: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = sorted(tiny_2017.rglob("*_t1.nii.gz"))
+    (first.parent / first.name.replace("_t1.", "_flair.")).unlink()
+    (second.parent / second.name.replace("_t1.", "_t2.")).write_bytes(b"junk")
+    code, out, _ = run(["check", str(tiny_2017)], capsys)
+    assert code == 1
+    assert "missing modality flair" in out
+    assert "cannot read NIfTI" in out
+    assert "2 problem(s)" in out
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["check", str(tmp_path / "absent")], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert err.startswith("brats: error: ") and "dataset folder not found" in err
+    assert "Traceback" not in err
+
+
+def test_prepare_and_show(tiny_2017: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["prepare", str(tiny_2017), "--out", str(tmp_path / "cache")], capsys)
+    assert code == 0 and "2 case(s) (2 with labels), release 2017" in out
+    case_dir = next(tiny_2017.rglob("*_t1.nii.gz")).parent
+    figure = tmp_path / "fig.png"
+    code, out, _ = run(["show", str(case_dir), "--out", str(figure)], capsys)
+    assert code == 0 and figure.stat().st_size > 10_000
+    code, _, err = run(["show", str(case_dir), "--out", str(figure)], capsys)
+    assert code == 2 and "exists; pass --overwrite" in err
+    code, _, err = run(["show", str(tiny_2017), "--out", str(tmp_path / "f2.png")], capsys)
+    assert code == 2 and "holds 2 cases; pick one with --case" in err
+
+
+def test_display_orientation_is_radiological() -> None:
+    from brats.data.geometry import brats_affine
+    from brats.viz import to_display
+
+    volume = np.zeros((4, 6, 5, 3))
+    volume[0, 0, 0, 0] = 1  # BraTS voxel (0, 0, 0): the most right-ward, anterior corner (L, P axes)
+    shown = to_display(volume, brats_affine((6, 5, 3)))
+    assert shown.shape == (4, 6, 5, 3)
+    # LAS display: x still runs towards the patient's left, y is flipped to run anterior.
+    assert shown[0, 0, 4, 0] == 1
