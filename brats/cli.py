@@ -79,6 +79,73 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_existing(path: str | None, overwrite: bool) -> None:
+    if path and Path(path).exists() and not overwrite:
+        raise BratsInputError(f"{path} exists; pass --overwrite to replace it")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score predictions against references and print the portal-style summary."""
+    from brats.evaluation import evaluate_folder
+    from brats.leaderboard import write_text
+    from brats.metrics import summarize
+
+    _refuse_existing(args.out, args.overwrite)
+    table = evaluate_folder(args.pred_dir, args.ref_dir, convention=args.convention,
+                            release=args.release, allow_missing=args.allow_missing,
+                            jobs=args.jobs, progress=not args.no_progress)
+    if args.out:
+        write_text(table.to_csv(index=False), args.out)
+        print(f"wrote {args.out} ({table['case'].nunique()} cases)")
+    print(f"convention: {args.convention}")
+    print(summarize(table).to_string(float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a submission folder; zip it when it passes."""
+    from brats.submission import check_submission, zip_submission
+
+    zip_path = args.zip or str(Path(args.submission_dir).resolve()) + ".zip"
+    _refuse_existing(zip_path, args.overwrite)
+    problems = check_submission(args.submission_dir, args.images, args.release,
+                                progress=not args.no_progress)
+    errors = problems[problems["severity"] == "error"]
+    if not problems.empty:
+        print(problems.to_string(index=False, justify="left"))
+    if not errors.empty:
+        print(f"{len(errors)} error(s): not a valid submission")
+        return 1
+    out = zip_submission(args.submission_dir, zip_path, overwrite=args.overwrite)
+    print(f"valid submission ({len(problems)} warning(s)); wrote {out}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Rank methods from their metrics CSVs."""
+    from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown, write_text
+    from brats.viz import save_figure
+
+    names = args.name or [Path(p).stem for p in args.metrics]
+    if len(names) != len(args.metrics):
+        raise BratsInputError(f"{len(names)} --name for {len(args.metrics)} metrics files")
+    if len(set(names)) != len(names):
+        raise BratsInputError(f"method names must differ: {names}; use --name")
+    for path in (args.out, args.csv, args.plot):
+        _refuse_existing(path, args.overwrite)
+    tables = {n: read_metrics(p) for n, p in zip(names, args.metrics)}
+    board = leaderboard(tables)
+    markdown = to_markdown(board)
+    print(markdown, end="")
+    if args.out:
+        write_text(markdown, args.out)
+    if args.csv:
+        write_text(board.to_csv(), args.csv)
+    if args.plot:
+        save_figure(plot_leaderboard(tables), args.plot)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo on synthetic data."""
     from brats.demo import run_demo
@@ -132,6 +199,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice", type=int, help="axial slice index (default: most tumour)")
     p.add_argument("--release", help="force the release (default: detect)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing figure")
+
+    p = add("evaluate", cmd_evaluate, "score predictions (WT, TC, ET: Dice, HD95, sensitivity, "
+                                      "specificity)")
+    p.add_argument("pred_dir", help="folder of <case>.nii.gz predictions")
+    p.add_argument("ref_dir", help="dataset folder of any release, or a flat folder of label files")
+    p.add_argument("--out", help="per-case CSV (case, region, dice, hd95, ...)")
+    p.add_argument("--convention", default="brats-legacy",
+                   help="brats-legacy (default, the 2017-2022 scorer), max-directed or "
+                        "brats2023-lesionwise")
+    p.add_argument("--release", help="label convention / layout of the references (default: detect)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score cases without a prediction as empty predictions")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+    p = add("validate", cmd_validate, "check a submission folder like the portal; zip it if valid")
+    p.add_argument("submission_dir")
+    p.add_argument("--images", required=True, help="the validation/test image folder it answers")
+    p.add_argument("--release", help="release (default: detect from the image folder)")
+    p.add_argument("--zip", help="zip file to write (default: SUBMISSION_DIR.zip)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing zip")
+
+    p = add("leaderboard", cmd_leaderboard, "rank methods from metrics CSVs (BraTS ranking score)")
+    p.add_argument("metrics", nargs="+", help="metrics CSVs written by brats evaluate")
+    p.add_argument("--name", action="append", help="method name per CSV, in order (repeatable)")
+    p.add_argument("--out", help="Markdown table to write")
+    p.add_argument("--csv", help="CSV table to write")
+    p.add_argument("--plot", help="figure with per-region box plots (.png, .pdf)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
     p = add("demo", cmd_demo, "the demo on synthetic data (what `make demo` runs)")
     p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")

@@ -67,3 +67,50 @@ def test_display_orientation_is_radiological() -> None:
     assert shown.shape == (4, 6, 5, 3)
     # LAS display: x still runs towards the patient's left, y is flipped to run anterior.
     assert shown[0, 0, 4, 0] == 1
+
+
+def test_validate_zips_a_good_submission_and_rejects_a_bad_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from brats.data.layouts import discover
+    from brats.submission import write_submission
+    from tests.conftest import make_arrays, write_tiny_dataset
+
+    images = tmp_path / "val"
+    write_tiny_dataset(images, "2017", 2, with_seg=False)
+    sub = tmp_path / "sub"
+    for i, case in enumerate(discover(images), start=1):
+        write_submission(make_arrays(i)[1], case.images[0], sub / f"{case.id}.nii.gz")
+    code, out, _ = run(["validate", str(sub), "--images", str(images)], capsys)
+    assert code == 0 and (tmp_path / "sub.zip").is_file() and "valid submission" in out
+    next(sub.iterdir()).unlink()
+    code, out, _ = run(["validate", str(sub), "--images", str(images), "--zip",
+                        str(tmp_path / "other.zip")], capsys)
+    assert code == 1 and "missing prediction" in out and not (tmp_path / "other.zip").exists()
+
+
+def test_leaderboard_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    for name, dice in (("good", 0.9), ("bad", 0.5)):
+        pd.DataFrame([{"case": c, "region": r, "dice": dice, "hd95": 1 / dice}
+                      for c in ("a", "b") for r in ("WT", "TC", "ET")]).to_csv(
+            tmp_path / f"{name}.csv", index=False)
+    code, out, _ = run(["leaderboard", str(tmp_path / "bad.csv"), str(tmp_path / "good.csv"),
+                        "--out", str(tmp_path / "board.md"), "--plot",
+                        str(tmp_path / "board.png")], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[2].startswith("| good | 0.900") and lines[3].startswith("| bad | 0.500")
+    assert (tmp_path / "board.md").read_text() == out
+    assert (tmp_path / "board.png").stat().st_size > 10_000
+
+
+def test_synth_writes_a_dataset_and_refuses_a_full_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "synth"
+    code, text, _ = run(["synth", str(out), "--cases", "2", "--seed", "3", "--shape", "48", "48",
+                         "31", "--no-seg"], capsys)
+    assert code == 0 and "wrote 2 synthetic validation" in text
+    assert sorted(p.name for p in out.iterdir()) == ["Brats17_SYNVAL_001_1", "Brats17_SYNVAL_002_1"]
+    code, _, err = run(["synth", str(out), "--cases", "1", "--shape", "48", "48", "31"], capsys)
+    assert code == 2 and "not empty" in err

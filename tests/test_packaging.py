@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"pytorch": "torch"}
@@ -26,7 +28,8 @@ def test_environment_yml_lists_the_pyproject_dependencies() -> None:
     for item in env:
         if isinstance(item, str) and not item.startswith(("python", "pip")):
             name = _name(item)
-            conda[CONDA_NAMES.get(name, name)] = item.replace(" ", "").replace(name, CONDA_NAMES.get(name, name), 1)
+            pip_name = CONDA_NAMES.get(name, name)
+            conda[pip_name] = pip_name + item.replace(" ", "")[len(name):]
     pip = {_name(r): r.replace(" ", "") for r in next(i["pip"] for i in env if isinstance(i, dict))}
     assert conda == runtime
     assert pip == tests

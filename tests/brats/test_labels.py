@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brats.data.labels import (CONVENTIONS, REGIONS, from_canonical, labels_from_regions,
-                               region_masks, to_canonical)
+from brats.data.labels import (
+    CONVENTIONS,
+    REGIONS,
+    from_canonical,
+    labels_from_regions,
+    region_masks,
+    to_canonical,
+)
 from brats.errors import BratsInputError
 
 
