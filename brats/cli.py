@@ -146,6 +146,68 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_members(config, member: str | None) -> list[str]:
+    names = config.member_names
+    if member == "all":
+        return names
+    if member is None:
+        if len(names) > 1:
+            raise BratsInputError(f"{config.entry} has {len(names)} members ({', '.join(names)}); "
+                                  "pick one with --member NAME or train all with --member all")
+        return names
+    config.member(member)
+    return [member]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one member (or all) of an entry on one fold."""
+    from brats.config import load_config, parse_overrides
+    from brats.reproduce import resolve_entry
+    from brats.training.trainer import Trainer
+
+    config = load_config(resolve_entry(args.config), args.profile, parse_overrides(args.overrides))
+    fold = None if args.fold == "all" else int(args.fold)
+    names = _train_members(config, args.member)
+    for name in names:
+        out = Path(args.out) / name if len(names) > 1 else Path(args.out)
+        summary = Trainer(config.member(name), args.data, out, fold=fold, device=args.device,
+                          resume=args.resume, progress=not args.no_progress, member=name).fit()
+        final = summary.get("final") or {}
+        print(f"{name}: trained {summary['epochs']} epoch(s) into {out}; last train loss "
+              f"{final.get('train_loss', float('nan')):.4f}, best validation mean Dice "
+              f"{summary['best_mean_dice']:.4f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict a dataset folder with one or more trained runs (their probabilities averaged)."""
+    from brats.inference.predictor import predict_folder
+
+    probabilities = args.save_probabilities
+    if probabilities is True:
+        probabilities = str(Path(args.output)) + "_probabilities"
+    overrides = {}
+    if args.tta is not None:
+        overrides["num_mirrors"] = args.tta
+    paths = predict_folder(args.runs, args.input, args.output, release=args.release,
+                           device=args.device, overrides=overrides,
+                           probabilities_dir=probabilities, shard=args.shard,
+                           progress=not args.no_progress)
+    print(f"{len(paths)} prediction(s) in {args.output}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Reproduce an entry end to end."""
+    from brats.config import parse_overrides
+    from brats.reproduce import reproduce
+
+    reproduce(args.entry, args.data, args.out, validation_dir=args.validation,
+              profile=args.profile, overrides=parse_overrides(args.overrides), device=args.device,
+              jobs=args.jobs, progress=not args.no_progress)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo on synthetic data."""
     from brats.demo import run_demo
@@ -229,6 +291,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="figure with per-region box plots (.png, .pdf)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
+    p = add("train", cmd_train, "train one member of an entry on one fold")
+    p.add_argument("config", help="entry name (e.g. isensee2017) or a config .yaml")
+    p.add_argument("--data", required=True, help="cache folder made by brats prepare")
+    p.add_argument("--fold", default="0", help="fold 0..folds-1, or 'all' for every case")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--member", help="member to train ('all' for every member)")
+    p.add_argument("--profile", help="config profile, e.g. quick (default: paper settings)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. train.epochs=2")
+
+    p = add("predict", cmd_predict, "predict a dataset folder; probabilities of all runs averaged")
+    p.add_argument("runs", nargs="+", help="run folders (or folders holding runs)")
+    p.add_argument("--input", required=True, help="dataset folder of any release")
+    p.add_argument("--output", required=True, help="prediction folder (finished cases skipped)")
+    p.add_argument("--tta", type=int, help="number of mirror combinations (1-8)")
+    p.add_argument("--save-probabilities", nargs="?", const=True, metavar="DIR",
+                   help="also save <case>_probabilities.npz (float16) for later ensembling, in DIR "
+                        "(default: OUTPUT_probabilities)")
+    p.add_argument("--shard", help="K/N: predict every N-th case starting at the K-th")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+
+    p = add("reproduce", cmd_reproduce, "prepare, train all folds, cross-validate, predict, score")
+    p.add_argument("entry", help="isensee2017, wang2017, kamnitsas2017 or a config .yaml")
+    p.add_argument("--data", required=True, help="training dataset folder (with segmentations)")
+    p.add_argument("--validation", help="validation folder to predict into a submission")
+    p.add_argument("--out", required=True, help="output folder (re-running resumes)")
+    p.add_argument("--profile", default="paper", help="paper (default) or quick")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for prepare/evaluate")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value")
+
     p = add("demo", cmd_demo, "the demo on synthetic data (what `make demo` runs)")
     p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")
     return parser
@@ -236,7 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``brats`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # key=value overrides may also follow the options (argparse stops collecting positionals
+        # at the first option).
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except BratsInputError as exc:

@@ -1,6 +1,8 @@
-"""The demo behind ``make demo``: synthetic BraTS 2017 data → check → prepare → figure.
+"""The demo behind ``make demo``: synthetic BraTS 2017 data → checks → ``brats reproduce`` of the
+implemented entries with the ``quick`` profile → validated submissions → leaderboard and figures.
 
-Everything goes under one working folder; a second run reuses what the first made.
+Everything goes under one working folder; a second run reuses what the first made (no
+retraining). The synthetic grid is 80×80×52 (3 mm voxels) so that CPU training takes minutes.
 """
 
 from __future__ import annotations
@@ -8,28 +10,30 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
 from brats.data.checks import check_dataset
-from brats.preprocess.cache import prepare_dataset
+from brats.data.layouts import discover
+from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown, write_text
+from brats.reproduce import reproduce
 from brats.synth.generator import generate_dataset
 from brats.viz import plot_case, save_figure
 
-TRAINING_CASES = 6
-VALIDATION_CASES = 2
+TRAINING_CASES = 8
+VALIDATION_CASES = 3
+SHAPE = (80, 80, 52)
 SEED = 2017
+ENTRIES = ("isensee2017",)
 
 
 def _synth_once(folder: Path, cases: int, with_seg: bool, progress: bool) -> None:
     """Generate a split unless a finished one is there; a half-written demo split is redone."""
     done = folder.with_name(folder.name + ".done")
     if done.is_file():
-        print(f"reusing {folder}")
+        print(f"  reusing {folder}")
         return
     if folder.exists():
         shutil.rmtree(folder)
-    generate_dataset(folder, cases=cases, seed=SEED, release="2017", with_seg=with_seg, jobs=2,
-                     progress=progress)
+    generate_dataset(folder, cases=cases, seed=SEED, release="2017", shape=SHAPE,
+                     with_seg=with_seg, jobs=2, progress=progress)
     done.write_text("complete\n")
 
 
@@ -37,30 +41,30 @@ def run_demo(out: Path, progress: bool = True) -> None:
     """Run the demo in ``out`` and print what it made."""
     data = out / "data"
     train, val = data / "Brats17TrainingData", data / "Brats17ValidationData"
-    print(f"[1/4] synthetic BraTS 2017 data in {data}")
+    print(f"[1/4] synthetic BraTS 2017 data ({TRAINING_CASES} training, {VALIDATION_CASES} "
+          f"validation cases, {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}) in {data}")
     _synth_once(train, TRAINING_CASES, True, progress)
     _synth_once(val, VALIDATION_CASES, False, progress)
-    print("[2/4] brats check")
     for folder in (train, val):
-        count, problems = check_dataset(folder, jobs=2, progress=progress)
-        print(f"  {folder.name}: {count} case(s), {len(problems)} problem(s)")
+        count, problems = check_dataset(folder, jobs=2, progress=False)
+        print(f"  brats check {folder.name}: {count} case(s), {len(problems)} problem(s)")
         if not problems.empty:
             print(problems.to_string(index=False))
-    print("[3/4] brats prepare")
-    records = prepare_dataset(train, out / "cache" / "train", jobs=2, progress=progress)
-    prepare_dataset(val, out / "cache" / "validation", jobs=2, progress=progress)
-    table = pd.DataFrame([{
-        "case": r.id, "grade": r.grade,
-        "crop": "×".join(str(b - a) for a, b in r.box),
-        **{f"{k} [mL]": round(v * float(pd.Series(r.spacing).prod()) / 1000, 1)
-           for k, v in r.region_voxels.items()},
-    } for r in records])
-    print(table.to_string(index=False))
-    print("[4/4] brats show")
-    from brats.data.layouts import discover
-
+    tables = {}
+    for step, entry in enumerate(ENTRIES, start=2):
+        print(f"[{step}/4] brats reproduce {entry} --profile quick")
+        result = reproduce(entry, train, out / entry, validation_dir=val, profile="quick",
+                           jobs=2, progress=progress)
+        tables[entry] = read_metrics(out / entry / "cv_metrics.csv")
+        print(f"  submission: {result['submission']}")
+    print("[3/4] leaderboard (cross-validation on the synthetic training cases)")
+    board = leaderboard(tables)
+    markdown = to_markdown(board)
+    print(markdown, end="")
+    write_text(markdown, out / "leaderboard.md")
+    save_figure(plot_leaderboard(tables), out / "leaderboard.png")
+    print("[4/4] figures")
     first = discover(train)[0]
-    figure = out / "figures" / f"{first.id}.png"
-    save_figure(plot_case(first.load()), figure)
-    print(f"  figure: {figure}")
-    print(f"demo finished: data in {data}, cache in {out / 'cache'}, figure in {figure}")
+    figure = save_figure(plot_case(first.load()), out / "figures" / f"{first.id}.png")
+    print(f"  {out / 'leaderboard.png'}\n  {figure}")
+    print(f"demo finished: everything is under {out}")

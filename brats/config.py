@@ -1,0 +1,345 @@
+"""Entry configs: YAML validated into frozen dataclasses, with profiles and ``key=value`` overrides.
+
+A config file (``submissions/<entry>.yaml``) holds the paper's settings. Its optional
+``profiles:`` section maps a profile name (e.g. ``quick``) to overrides, and command-line
+``key=value`` pairs (``train.epochs=2``) override again. Unknown keys are errors that suggest the
+closest valid key. ``members:`` lists the independently trained networks of an entry, each a name
+and overrides of the sections above; an entry without it has one member, ``model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from brats.errors import BratsInputError
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training patches: size, batch, sampling, augmentation and loader workers.
+
+    ``batch_size`` is per process (per GPU under torchrun). ``crop_size`` is the region a patch
+    is drawn from (Isensee: 160×192×160), ``foreground_fraction`` the share of patches centred
+    on tumour (0 = the paper's uniform sampling).
+    """
+
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    batch_size: int = 2
+    crop_size: tuple[int, int, int] | None = None
+    foreground_fraction: float = 0.0
+    augmentation: str = "isensee2017"
+    augmentation_kwargs: dict[str, Any] = field(default_factory=dict)
+    intensity: str = "isensee2017"
+    workers: int = 4
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Network registry name and constructor arguments (``in_channels``/``num_classes`` are set
+    by the trainer)."""
+
+    name: str = "isensee_unet"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss registry name (``soft_dice``, ``region_dice``, ``cross_entropy``) and arguments."""
+
+    name: str = "soft_dice"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    ``l2`` adds ``l2 · Σ w²`` over conv weights and norm scales (not biases or shifts) to the
+    loss, as Lasagne's ``regularize_network_params`` did; ``weight_decay`` is the optimiser's own.
+    Schedules (stepped once per epoch): ``exponential`` (lr · gamma^epoch), ``constant``,
+    ``step`` (lr · gamma^(number of milestones passed)), ``poly`` (lr · (1 − epoch/epochs)^0.9).
+    """
+
+    name: str = "adam"
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.0
+    nesterov: bool = False
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    l2: float = 0.0
+    schedule: str = "exponential"
+    gamma: float = 0.985
+    milestones: tuple[int, ...] = ()
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Length, folds, seeds and speed switches (which never change the maths).
+
+    ``amp`` uses autocast (bf16, or fp16 with a gradient scaler) on CUDA; on the CPU it uses bf16.
+    """
+
+    epochs: int = 300
+    iterations_per_epoch: int = 100
+    val_batches: int = 10
+    folds: int = 5
+    split_seed: int = 123456
+    seed: int = 12345
+    amp: bool = False
+    amp_dtype: str = "bfloat16"
+    compile: bool = False
+    channels_last: bool = False
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Prediction: whole volume or sliding window, mirror TTA, test-time dropout.
+
+    ``repeats`` forward passes per mirror (useful only with ``test_time_dropout``).
+    """
+
+    mode: str = "whole"
+    roi_size: tuple[int, int, int] = (128, 128, 128)
+    overlap: float = 0.5
+    blend: str = "gaussian"
+    pad_mode: str = "isensee"
+    sw_batch_size: int = 1
+    mirror_axes: tuple[int, ...] = (0, 1, 2)
+    num_mirrors: int = 8
+    test_time_dropout: bool = False
+    repeats: int = 1
+    amp: bool = False
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One independently trained network of an entry: a name and overrides of the sections."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EntryConfig:
+    """A reproduced entry: shared settings, its members and how their probabilities combine."""
+
+    entry: str
+    version: int = CONFIG_VERSION
+    description: str = ""
+    release: str = "2017"
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    members: tuple[MemberConfig, ...] = (MemberConfig("model"),)
+    combine: str = "mean"
+    reported: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def member_names(self) -> list[str]:
+        """Names of the members, in order."""
+        return [m.name for m in self.members]
+
+    def member(self, name: str) -> EntryConfig:
+        """The config one member trains with: this config with the member's overrides applied."""
+        for member in self.members:
+            if member.name == name:
+                data = to_dict(self)
+                _merge(data, member.overrides, "members." + name)
+                data["members"] = [{"name": name}]
+                return from_dict(EntryConfig, data)
+        raise BratsInputError(f"entry {self.entry!r} has no member {name!r}; members: "
+                              + ", ".join(self.member_names))
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
+    """Deep-merge ``overrides`` into ``base`` in place; dotted keys address nested sections."""
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        target = base
+        for part in parts[:-1]:
+            section = target.get(part)
+            if section is None:
+                section = target[part] = {}
+            if not isinstance(section, dict):
+                raise BratsInputError(f"{where}: {key!r} goes into {part!r}, which is not a section")
+            target = section
+        leaf = parts[-1]
+        if isinstance(value, dict) and isinstance(target.get(leaf), dict):
+            _merge(target[leaf], value, where)
+        else:
+            target[leaf] = copy.deepcopy(value)
+
+
+def _type_error(path: str, expected: Any, value: Any) -> BratsInputError:
+    name = getattr(expected, "__name__", str(expected))
+    return BratsInputError(f"config key {path}: expected {name}, got {value!r}")
+
+
+def _convert(value: Any, annotation: Any, path: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, path)
+            except BratsInputError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise _type_error(path, annotation, value)
+        return from_dict(annotation, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(path, annotation, value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise BratsInputError(f"config key {path}: expected {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(path, dict, value)
+        return dict(value)
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise _type_error(path, bool, value)
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(path, int, value)
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(path, float, value)
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise _type_error(path, str, value)
+        return value
+    raise BratsInputError(f"config key {path}: unsupported type {annotation}")
+
+
+def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys raise with a suggestion."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
+        raise BratsInputError(f"unknown config key {(path + '.' if path else '') + str(key)!r}"
+                              + hint)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise BratsInputError(f"config key {(path + '.' if path else '') + f.name} is "
+                                      "required")
+            continue
+        value = data[f.name]
+        where = f"{path}.{f.name}" if path else f.name
+        if f.name == "members" and cls is EntryConfig:
+            if not isinstance(value, list) or not value:
+                raise BratsInputError("config key members: expected a non-empty list")
+            kwargs[f.name] = tuple(from_dict(MemberConfig, m, f"members[{i}]")
+                                   for i, m in enumerate(value))
+            names_seen = [m.name for m in kwargs[f.name]]
+            if len(set(names_seen)) != len(names_seen):
+                raise BratsInputError(f"config key members: duplicate names {names_seen}")
+            continue
+        kwargs[f.name] = _convert(value, hints[f.name], where)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain nested dicts and lists (JSON/YAML-ready)."""
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(config)
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.epochs=2", "data.patch_size=[64,64,64]"]`` → ``{"train.epochs": 2, ...}``;
+    values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise BratsInputError(f"override {pair!r}: expected key=value, e.g. train.epochs=2")
+        key, _, text = pair.partition("=")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BratsInputError(f"override {pair!r}: value is not valid YAML ({exc})") from None
+    return out
+
+
+def load_config(path: str | os.PathLike[str], profile: str | None = None,
+                overrides: dict[str, Any] | None = None) -> EntryConfig:
+    """Read, merge (profile, then overrides) and validate an entry config.
+
+    Raises:
+        BratsInputError: missing/unreadable file, unknown profile or key, wrong value type.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise BratsInputError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BratsInputError(f"{p}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise BratsInputError(f"{p}: expected a mapping at the top level")
+    profiles = raw.pop("profiles", {}) or {}
+    if profile not in (None, "paper"):
+        if profile not in profiles:
+            raise BratsInputError(f"{p}: no profile {profile!r}; profiles: paper (the file as is)"
+                                  + "".join(f", {name}" for name in profiles))
+        _merge(raw, profiles[profile], f"profiles.{profile}")
+    if overrides:
+        _merge(raw, overrides, "overrides")
+    try:
+        config = from_dict(EntryConfig, raw)
+    except BratsInputError as exc:
+        raise BratsInputError(f"{p}: {exc}") from None
+    if config.version != CONFIG_VERSION:
+        raise BratsInputError(f"{p}: config version {config.version}, this brats reads "
+                              f"version {CONFIG_VERSION}")
+    for member in config.members:
+        config.member(member.name)
+    return config
+
+
+def dump_config(config: EntryConfig) -> str:
+    """The resolved config as YAML (written into every run folder)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

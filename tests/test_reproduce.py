@@ -1,0 +1,78 @@
+"""End to end on tiny synthetic data: brats train / predict / reproduce from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from brats.cli import main
+
+TINY = ["data.patch_size=[32, 32, 32]", "data.workers=0", "network.kwargs.base_filters=4",
+        "train.epochs=1", "train.iterations_per_epoch=2", "train.val_batches=1",
+        "train.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from brats.synth.generator import generate_dataset
+
+    root = tmp_path_factory.mktemp("e2e")
+    generate_dataset(root / "train", cases=4, seed=1, shape=(64, 64, 42), progress=False)
+    generate_dataset(root / "val", cases=2, seed=2, shape=(64, 64, 42), with_seg=False,
+                     progress=False)
+    return root / "train", root / "val"
+
+
+def test_reproduce_quick_end_to_end_and_resume(datasets: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = datasets
+    out = tmp_path / "isensee"
+    args = ["reproduce", "isensee2017", "--data", str(train), "--validation", str(val), "--out",
+            str(out), "--profile", "quick", "--no-progress", *TINY]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| method | Dice_WT | Dice_TC | Dice_ET | HD95_WT | HD95_TC | HD95_ET |" in printed
+    assert sorted(p.name for p in (out / "runs" / "model").iterdir()) == ["fold0", "fold1"]
+    metrics = pd.read_csv(out / "cv_metrics.csv")
+    assert metrics["case"].nunique() == 4 and set(metrics["region"]) == {"WT", "TC", "ET"}
+    submission = sorted(p.name for p in (out / "submission").glob("*.nii.gz"))
+    assert submission == ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]
+    assert (out / "submission.zip").is_file()
+    assert len(list((out / "probabilities").glob("*_probabilities.npz"))) == 2
+    stamp = (out / "runs" / "model" / "fold0" / "checkpoint_last.pt").stat().st_mtime_ns
+    assert main(args) == 0  # a second run resumes: nothing is retrained
+    assert (out / "runs" / "model" / "fold0" / "checkpoint_last.pt").stat().st_mtime_ns == stamp
+
+
+def test_train_then_predict_with_shards(datasets: tuple[Path, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = datasets
+    cache = tmp_path / "cache"
+    assert main(["prepare", str(train), "--out", str(cache), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "isensee2017", "--data", str(cache), "--fold", "all", "--out", str(run),
+                 "--profile", "quick", "--no-progress", *TINY]) == 0
+    assert (run / "checkpoint_last.pt").is_file() and (run / "config.yaml").is_file()
+    preds = tmp_path / "preds"
+    for shard in ("1/2", "2/2"):
+        assert main(["predict", str(run), "--input", str(val), "--output", str(preds), "--tta",
+                     "1", "--shard", shard, "--no-progress"]) == 0
+    files = sorted(preds.glob("*.nii.gz"))
+    assert [f.name for f in files] == ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]
+    image = nib.load(next(val.rglob("Brats17_SYNVAL_001_1_t1.nii.gz")))
+    pred = nib.load(files[0])
+    assert pred.shape == image.shape and np.array_equal(pred.affine, image.affine)
+    assert set(np.unique(np.asanyarray(pred.dataobj))) <= {0, 1, 2, 4}
+    capsys.readouterr()
+    assert main(["train", "isensee2017", "--data", str(cache), "--out", str(run), "--profile",
+                 "quick", "--no-progress", *TINY]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nothing"), "--input", str(val), "--output",
+                 str(preds), "--no-progress"]) == 0  # every case already predicted: nothing loads
+    assert main(["predict", str(tmp_path / "nothing"), "--input", str(val), "--output",
+                 str(tmp_path / "p2"), "--no-progress"]) == 2
+    assert "run folder not found" in capsys.readouterr().err
