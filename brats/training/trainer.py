@@ -97,6 +97,18 @@ def training_cases(cache_dir: Path) -> list[str]:
     return [r.id for r in sorted(labelled, key=lambda r: (r.grade == "LGG", r.id))]
 
 
+#: Settings a resumed run may change: they affect speed and logging, not what is computed.
+RESUMABLE_CHANGES = (("data", "workers"), ("train", "tensorboard"))
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without the settings in :data:`RESUMABLE_CHANGES`."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for section, key in RESUMABLE_CHANGES:
+        out[section].pop(key, None)
+    return out
+
+
 def _rng_state() -> dict[str, Any]:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -264,7 +276,7 @@ class Trainer:
         start_epoch, history, best = 0, [], -math.inf
         if resuming:
             state = load_checkpoint(self.out_dir / LAST, map_location=self.device)
-            if state["config"] != to_dict(cfg) or state["fold"] != self.fold:
+            if _comparable(state["config"]) != _comparable(to_dict(cfg)) or state["fold"] != self.fold:
                 raise BratsInputError(f"{self.out_dir}: this run was started with another config "
                                       "or fold; resume it with the same settings or use a new --out")
             network.load_state_dict(state["model"])

@@ -6,6 +6,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,21 @@ def test_isensee_unet_learns_a_synthetic_case(tmp_path: Path) -> None:
     data = case.load()
     wt = case_metrics(labels, data.labels, spacing=data.spacing)[0]
     assert wt["region"] == "WT" and wt["dice"] > 0.8, wt
+
+
+def test_amp_and_channels_last_run_on_the_cpu(cache: Path, tmp_path: Path) -> None:
+    """The CUDA speed switches take their CPU path (bf16 autocast, channels-last 3-D)."""
+    config = tiny_config(epochs=1, amp=True, channels_last=True)
+    summary = Trainer(config, cache, tmp_path / "amp", fold=1, progress=False).fit()
+    assert np.isfinite(summary["final"]["train_loss"])
+    state = torch.load(tmp_path / "amp" / "checkpoint_last.pt", weights_only=False)
+    assert state["config"]["train"]["amp"] is True
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
+def test_unknown_device_and_fold(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(BratsInputError, match="fold 7 outside 0..1"):
+        Trainer(tiny_config(), cache, tmp_path / "x", fold=7, progress=False).fit()
+    if not torch.cuda.is_available():
+        with pytest.raises(BratsInputError, match="no CUDA device"):
+            Trainer(tiny_config(), cache, tmp_path / "y", device="cuda", progress=False)
