@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib
 import os
 import types
 import typing
@@ -32,7 +33,12 @@ class DataConfig:
 
     ``batch_size`` is per process (per GPU under torchrun). ``crop_size`` is the region a patch
     is drawn from (Isensee: 160×192×160), ``foreground_fraction`` the share of patches centred
-    on tumour (0 = the paper's uniform sampling).
+    on tumour (0 = the paper's uniform sampling). ``target`` is ``classes`` (4 classes) or one
+    binary region (``WT``, ``TC``, ``ET``). With ``view`` (``axial``, ``sagittal``, ``coronal``)
+    ``patch_size`` and ``output_crop`` are in view order (slices first); ``output_crop`` voxels
+    are removed from each side of the target for networks with valid convolutions. ``roi``
+    restricts sampling to a reference region's box plus ``roi_margin`` voxels; ``lgg_weight``
+    makes LGG cases that much likelier; ``require_foreground`` re-draws patches without target.
     """
 
     patch_size: tuple[int, int, int] = (128, 128, 128)
@@ -42,6 +48,13 @@ class DataConfig:
     augmentation: str = "isensee2017"
     augmentation_kwargs: dict[str, Any] = field(default_factory=dict)
     intensity: str = "isensee2017"
+    target: str = "classes"
+    view: str | None = None
+    output_crop: tuple[int, int, int] = (0, 0, 0)
+    roi: str | None = None
+    roi_margin: int = 5
+    lgg_weight: float = 1.0
+    require_foreground: bool = False
     workers: int = 4
 
 
@@ -136,12 +149,17 @@ class MemberConfig:
 
 @dataclass(frozen=True)
 class EntryConfig:
-    """A reproduced entry: shared settings, its members and how their probabilities combine."""
+    """A reproduced entry: shared settings, its members and how their probabilities combine.
+
+    ``package`` names a method package (``cascade``, ``ensemble``) imported before anything is
+    built, so that it can register its networks and losses in the core registries.
+    """
 
     entry: str
     version: int = CONFIG_VERSION
     description: str = ""
     release: str = "2017"
+    package: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -338,6 +356,16 @@ def load_config(path: str | os.PathLike[str], profile: str | None = None,
     for member in config.members:
         config.member(member.name)
     return config
+
+
+def import_package(name: str | None) -> None:
+    """Import a method package named by a config (it registers its networks and losses)."""
+    if not name:
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        raise BratsInputError(f"config package {name!r} cannot be imported ({exc})") from None
 
 
 def dump_config(config: EntryConfig) -> str:

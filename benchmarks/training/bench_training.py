@@ -6,8 +6,8 @@ Usage::
                                                  [--warmup W] [--compile] [--networks a,b]
                                                  [--precisions fp32,bf16,fp16] [--out benchmarks/results]
 
-For each network in ``brats.nets.NETWORKS`` (after importing ``cascade`` and ``ensemble``, whose
-networks register themselves; more with ``--import``) and each precision:
+For each network in ``brats.nets.NETWORKS`` (after importing :data:`DEFAULT_IMPORTS` where they
+exist, whose networks and losses register themselves; more with ``--import``) and each precision:
 
 * ``fp32``: plain float32;
 * ``bf16``: ``torch.autocast(device, dtype=torch.bfloat16)`` around forward and loss;
@@ -84,7 +84,14 @@ SPECS: dict[str, InputSpec] = {
     "isensee_unet": InputSpec(patch=(128, 128, 128), batch=2, small_patch=(64, 64, 64), small_batch=1,
                               loss="soft_dice", lr=5e-4,
                               source="methods.md §2.4: 128³ patches, batch 2, Adam 5e-4"),
+    # Wang et al.: (B, 4, D, H, W) slabs, D = slice axis of the view, output D − 8 slices (cascade.nets)
+    **{name: InputSpec(patch=(19, hw, hw), batch=5, small_patch=(19, small, small), small_batch=1,
+                       loss="wang_dice", lr=1e-3, kwargs={"num_classes": 2},
+                       source=f"methods.md §3.4: 19×{hw}×{hw} slabs, batch 5, Adam 1e-3")
+       for name, hw, small in (("wang_wnet", 144, 48), ("wang_tnet", 96, 48), ("wang_enet", 64, 32))},
 }
+#: Modules imported first, when present, so method packages register their networks and losses.
+DEFAULT_IMPORTS = ("cascade.nets", "cascade.losses", "ensemble.nets", "ensemble.losses")
 DEFAULT_SPEC = InputSpec(patch=(64, 64, 64), batch=2, small_patch=(32, 32, 32), small_batch=1,
                          source="default (network not in SPECS)")
 
@@ -144,9 +151,20 @@ def _output_shape(name: str, kwargs: dict, x_shape: tuple[int, ...], device: str
         return (x_shape[0], *out.shape[1:])
 
 
-def _init_worker(threads: int | None) -> None:
+def import_registering_modules(modules: list[str]) -> None:
+    """Import each module so its networks/losses register; skip absent ones, raise for broken ones."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+                raise
+
+
+def _init_worker(threads: int | None, modules: list[str]) -> None:
     if threads:
         torch.set_num_threads(threads)
+    import_registering_modules(modules)
 
 
 def _sync(device: str) -> None:
@@ -171,7 +189,8 @@ def bench_config(name: str, spec: InputSpec, device: str, full: bool, precision:
     x = torch.randn(batch, in_channels, *patch, device=device)
     out_shape = _output_shape(name, kwargs, tuple(x.shape), device)
     row["output_shape"] = list(out_shape)
-    y = torch.randint(0, TARGET_CHANNELS["labels"], (batch, *out_shape[2:]), device=device)
+    classes = TARGET_CHANNELS["labels"] if target_kind == "regions" else out_shape[1]  # class indices
+    y = torch.randint(0, classes, (batch, *out_shape[2:]), device=device)
     loss_fn = build_loss(spec.loss).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, betas=(0.9, 0.999))
     net = torch.compile(model) if compiled else model
@@ -307,7 +326,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         f"* Date (UTC): {env['date_utc']}; git commit: {env['git_commit'] or 'n/a'}",
         f"* Device: {device}; {env['platform']}; torch {env['torch']} "
-        f"({env['torch_threads']} CPU threads){cuda}",
+        f"(torch CPU threads: {env['torch_threads']}){cuda}",
         f"* Other load: {_percent(env.get('cpu_busy_before'))} of the CPUs busy in the 2 s before the "
         f"run; load average (1/5/15 min) before {load}, after {env.get('load_average_after')}. "
         "Other processes sharing the CPUs slow multi-threaded steps a lot; `min` is the least affected",
@@ -353,8 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precisions", default=None,
                     help="comma-separated from fp32, bf16, fp16 "
                          "(default fp32,bf16 on CPU; all three on CUDA)")
-    ap.add_argument("--import", dest="imports", action="append", default=["cascade", "ensemble"],
-                    help="module to import so its networks register (repeatable)")
+    ap.add_argument("--import", dest="imports", action="append", default=list(DEFAULT_IMPORTS),
+                    help="module to import so its networks and losses register (repeatable; "
+                         f"always tried: {', '.join(DEFAULT_IMPORTS)})")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                     help="run each configuration in a fresh process (default: on for CPU, where freed "
@@ -370,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
-    for module in args.imports:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
+    import_registering_modules(args.imports)
     cpu = args.device == "cpu"
     isolate = cpu if args.isolate is None else args.isolate
     steps = args.steps or (5 if cpu else 20)
@@ -398,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     if isolate:
                         # non-daemonic spawn worker: torch.compile may start its own processes
                         with ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), _init_worker,
-                                                 (args.threads,)) as pool:
+                                                 (args.threads, args.imports)) as pool:
                             row = pool.submit(bench_config, *config).result()
                     else:
                         row = bench_config(*config)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from brats.config import InferenceConfig, from_dict
+from brats.config import InferenceConfig, from_dict, import_package
 from brats.data.case import Case, CaseData
 from brats.data.layouts import discover
 from brats.errors import BratsInputError
@@ -69,6 +69,7 @@ def load_member(run: str | os.PathLike[str], device: torch.device, which: str = 
     if path.is_dir():
         path = path / (BEST if which == "best" and (path / BEST).is_file() else LAST)
     state = load_checkpoint(path, map_location="cpu")
+    import_package(state["config"].get("package"))
     network = build_network(state["network"], in_channels=state["in_channels"],
                             num_classes=state["num_outputs"], **state["network_kwargs"])
     network.load_state_dict(state["model"])

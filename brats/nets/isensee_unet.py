@@ -47,6 +47,8 @@ class IsenseeUNet(nn.Module):
     every context module, biases on every conv, He-normal weights (gain √2, fan_in) and zero biases,
     except the final main-logit 1×1×1 conv, which the original left at Lasagne's default
     Glorot-uniform (``nn.init.xavier_uniform_``). Skips are concatenated before the upsampled path.
+    The original also kept dropout on at test time (methods.md §2.5); to reproduce that, put only
+    the ``nn.Dropout`` modules back in train mode after ``.eval()``.
 
     Parameters with the defaults: 9,478,732 conv weights and biases plus 5,056 norm affine
     parameters = 9,483,788 (methods.md: ≈ 9.48 M plus ≈ 5 k).

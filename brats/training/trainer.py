@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from brats.config import EntryConfig, OptimConfig, dump_config, to_dict
+from brats.config import EntryConfig, OptimConfig, dump_config, import_package, to_dict
 from brats.errors import BratsInputError
 from brats.io import atomic_path, write_json
 from brats.losses import LOSS_TARGETS, build_loss, class_index_to_regions
@@ -38,6 +38,7 @@ from brats.training.data import CLASS_NAMES, PatchDataset
 from brats.training.distributed import DistContext, broadcast_object, cleanup, init_from_env, unwrap
 from brats.training.pipeline import PatchPipeline
 from brats.training.splits import load_or_make_splits
+from brats.training.views import size_in_array_order
 
 log = logging.getLogger(__name__)
 DONE = "training_done.json"
@@ -139,8 +140,9 @@ class EpochResult:
 
     @property
     def mean_dice(self) -> float:
-        """Mean validation pseudo-Dice over WT, TC, ET (NaN without validation)."""
-        return float(np.mean([self.dice_WT, self.dice_TC, self.dice_ET]))
+        """Mean validation pseudo-Dice over the scored regions (NaN without validation)."""
+        scores = [d for d in (self.dice_WT, self.dice_TC, self.dice_ET) if not math.isnan(d)]
+        return float(np.mean(scores)) if scores else math.nan
 
 
 class Trainer:
@@ -168,11 +170,15 @@ class Trainer:
         self.progress = progress
         self.member = member
         self.device = select_device(device)
+        import_package(config.package)
         self.target = LOSS_TARGETS.get(config.loss.name)
         if self.target is None:
             raise BratsInputError(f"unknown loss {config.loss.name!r}; expected one of "
                                   + ", ".join(LOSS_TARGETS))
-        self.num_outputs = 4 if self.target == "labels" else 3
+        if config.data.target != "classes":
+            self.num_outputs = 2
+        else:
+            self.num_outputs = 4 if self.target == "labels" else 3
 
     def _check_out_dir(self) -> bool:
         """True if there is a checkpoint to resume from; refuses to reuse a run folder otherwise."""
@@ -242,19 +248,26 @@ class Trainer:
             train_ids, val_ids = split["train"], split["val"]
 
         data = cfg.data
-        train_pipeline = PatchPipeline(data.patch_size, crop_size=data.crop_size,
-                                       foreground_fraction=data.foreground_fraction,
-                                       augmentation=data.augmentation,
-                                       augmentation_kwargs=data.augmentation_kwargs,
-                                       intensity=data.intensity)
-        val_pipeline = PatchPipeline(data.patch_size, crop_size=data.crop_size,
-                                     foreground_fraction=data.foreground_fraction,
-                                     augmentation="none", intensity=data.intensity)
-        train_set = PatchDataset(self.cache_dir, train_ids, train_pipeline,
+        patch = size_in_array_order(data.patch_size, data.view)
+        crop = None if data.crop_size is None else size_in_array_order(data.crop_size, data.view)
+        pipelines = [PatchPipeline(patch, crop_size=crop,
+                                   foreground_fraction=data.foreground_fraction,
+                                   augmentation=augmentation,
+                                   augmentation_kwargs=kwargs, intensity=data.intensity)
+                     for augmentation, kwargs in ((data.augmentation, data.augmentation_kwargs),
+                                                  ("none", {}))]
+        grades = {c: load_record(self.cache_dir, c).grade for c in train_ids}
+        options = dict(target=data.target, view=data.view, output_crop=data.output_crop,
+                       roi=data.roi, roi_margin=data.roi_margin,
+                       require_foreground=data.require_foreground)
+        train_set = PatchDataset(self.cache_dir, train_ids, pipelines[0],
                                  cfg.train.iterations_per_epoch * data.batch_size, seed,
-                                 rank=ctx.rank)
-        val_set = (PatchDataset(self.cache_dir, val_ids, val_pipeline,
-                                cfg.train.val_batches * data.batch_size, seed, validation=True)
+                                 rank=ctx.rank,
+                                 case_weights=[data.lgg_weight if grades[c] == "LGG" else 1.0
+                                               for c in train_ids], **options)
+        val_set = (PatchDataset(self.cache_dir, val_ids, pipelines[1],
+                                cfg.train.val_batches * data.batch_size, seed, validation=True,
+                                **options)
                    if val_ids and cfg.train.val_batches > 0 and ctx.is_main else None)
 
         network = build_network(cfg.network.name, in_channels=4, num_classes=self.num_outputs,
@@ -398,15 +411,26 @@ class Trainer:
                 with autocast:
                     logits = model(image)
                 losses.append(float(loss_fn(logits.float(), target)))
-                if self.target == "regions":
+                if self.num_outputs == 2:
+                    # one binary region: score it in its own column, the others stay NaN
+                    region = REGION_NAMES.index(self.config.data.target)
+                    pred = torch.zeros((target.shape[0], 3, *target.shape[1:]), dtype=torch.bool,
+                                       device=target.device)
+                    ref = torch.zeros_like(pred)
+                    pred[:, region] = logits.argmax(1) == 1
+                    ref[:, region] = target == 1
+                elif self.target == "regions":
                     pred = torch.sigmoid(logits.float()) > 0.5
+                    ref = class_index_to_regions(target).bool()
                 else:
                     pred = class_index_to_regions(logits.argmax(1)).bool()
-                ref = class_index_to_regions(target).bool()
+                    ref = class_index_to_regions(target).bool()
                 for r in range(3):
                     tp = (pred[:, r] & ref[:, r]).sum().item()
                     counts[r] += (tp, pred[:, r].sum().item() - tp, ref[:, r].sum().item() - tp)
         model.train()
-        dice = tuple(float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
-                     for tp, fp, fn in counts)
+        scored = (range(3) if self.num_outputs != 2
+                  else [REGION_NAMES.index(self.config.data.target)])
+        dice = tuple((float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0)
+                     if r in scored else math.nan for r, (tp, fp, fn) in enumerate(counts))
         return float(np.mean(losses)), dice
