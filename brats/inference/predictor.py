@@ -4,6 +4,7 @@ members' probability maps, paste back into the original grid, write submissions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Member:
     target: str
     intensity: str
     source: Path
+    config: dict[str, Any]
 
 
 def find_runs(paths: list[str | os.PathLike[str]]) -> list[Path]:
@@ -77,7 +79,7 @@ def load_member(run: str | os.PathLike[str], device: torch.device, which: str = 
     settings = {**state["config"]["inference"], **(overrides or {})}
     name = f"{state['member']}/fold{state['fold']}" if state["fold"] is not None else state["member"]
     return Member(name, network, from_dict(InferenceConfig, settings, "inference"),
-                  state["target"], state["intensity"], path)
+                  state["target"], state["intensity"], path, state["config"])
 
 
 def preprocess(data: CaseData) -> tuple[np.ndarray, Box]:
@@ -119,15 +121,46 @@ def full_grid(probs: np.ndarray, box: Box, shape: tuple[int, int, int]) -> np.nd
     return out
 
 
+def predict_mean(members: list[Member], image: np.ndarray, spacing: tuple[float, float, float],
+                 device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """The ``mean`` rule: average the members' class probabilities, then argmax.
+
+    Returns:
+        ``(labels (x, y, z) uint8 canonical, probabilities (4, x, y, z))`` on the crop.
+    """
+    probs = predict_cropped(members, image, device)
+    return probabilities_to_labels(probs), probs
+
+
+#: How an entry turns its members into a label map: rule name (config ``combine``) → function
+#: ``(members, z-scored brain crop (4, x, y, z), spacing mm, device) → (labels, probabilities or
+#: None)``. Method packages add theirs (the cascade registers ``cascade``).
+CASE_PREDICTORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray | None]]] = {
+    "mean": predict_mean}
+
+
+def combine_rule(members: list[Member]) -> str:
+    """The ``combine`` rule shared by all members (an error if they disagree or it is unknown)."""
+    rules = {m.config.get("combine", "mean") for m in members}
+    if len(rules) != 1:
+        raise BratsInputError(f"the runs combine their members differently ({sorted(rules)}); "
+                              "predict them separately")
+    rule = rules.pop()
+    if rule not in CASE_PREDICTORS:
+        raise BratsInputError(f"unknown combine rule {rule!r}; known: {', '.join(CASE_PREDICTORS)}")
+    return rule
+
+
 def predict_case(members: list[Member], case: Case, device: torch.device
-                 ) -> tuple[np.ndarray, np.ndarray, Box]:
+                 ) -> tuple[np.ndarray, np.ndarray | None, Box]:
     """Predict one case: ``(labels (X, Y, Z) uint8 canonical, probabilities (4, x, y, z) in the
-    brain box, box)``."""
+    brain box or None, box)``."""
     data = case.load(with_labels=False)
     image, box = preprocess(data)
-    probs = predict_cropped(members, image, device)
+    crop_labels, probs = CASE_PREDICTORS[combine_rule(members)](members, image, data.spacing,
+                                                                device)
     labels = np.zeros(data.image.shape[1:], dtype=np.uint8)
-    labels[tuple(slice(a, b) for a, b in box)] = probabilities_to_labels(probs)
+    labels[tuple(slice(a, b) for a, b in box)] = crop_labels
     return labels, probs, box
 
 
@@ -178,7 +211,7 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
     members = [load_member(r, dev, overrides=overrides) for r in find_runs(runs)] if todo else []
     for case in tqdm(todo, desc="predict", unit="case", disable=not progress):
         labels, probs, box = predict_case(members, case, dev)
-        if probabilities_dir is not None:
+        if probabilities_dir is not None and probs is not None:
             save_probabilities(Path(probabilities_dir) / f"{case.id}{PROBABILITIES_SUFFIX}", probs,
                                {"case_id": case.id, "box": [list(b) for b in box],
                                 "shape": list(labels.shape),

@@ -75,15 +75,18 @@ def test_dump_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(SUBMISSIONS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_load_and_build(path: Path) -> None:
+    from brats.config import import_package
     from brats.losses import LOSS_TARGETS
     from brats.nets import build_network
 
     raw = yaml.safe_load(path.read_text())
     for profile in ["paper", *raw.get("profiles", {})]:
         config = load_config(path, profile)
+        import_package(config.package)
         for name in config.member_names:
             member = config.member(name)
-            outputs = 4 if LOSS_TARGETS[member.loss.name] == "labels" else 3
+            outputs = (2 if member.data.target != "classes"
+                       else 4 if LOSS_TARGETS[member.loss.name] == "labels" else 3)
             network = build_network(member.network.name, in_channels=4, num_classes=outputs,
                                     **member.network.kwargs)
             assert sum(p.numel() for p in network.parameters()) > 0

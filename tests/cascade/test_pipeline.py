@@ -1,0 +1,78 @@
+"""Cascade inference with known predictors: slab tiling, view fusion, the stage order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brats.config import InferenceConfig
+from brats.errors import BratsInputError
+from brats.inference.predictor import CASE_PREDICTORS, Member
+from cascade.pipeline import predict_cascade, predict_slabs, slab_starts, stage_probability
+
+
+class ChannelNet(torch.nn.Module):
+    """A slab 'network' whose foreground logit is one input channel on the 11 centre slices."""
+
+    divisor = 4
+
+    def __init__(self, channel: int) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[2] == 19 and x.shape[3] % 4 == 0 and x.shape[4] % 4 == 0
+        centre = x[:, self.channel:self.channel + 1, 4:15]
+        return torch.cat([torch.zeros_like(centre), centre], 1)
+
+
+def member(channel: int, target: str, view: str) -> Member:
+    return Member(f"{target}-{view}", ChannelNet(channel), InferenceConfig(), "labels", "none",
+                  Path("."), {"data": {"target": target, "view": view}, "combine": "cascade"})
+
+
+def test_slab_starts_cover_every_slice() -> None:
+    assert slab_starts(30) == [0, 11, 19]
+    assert slab_starts(11) == [0] and slab_starts(4) == [0]
+    for depth in range(11, 60):
+        covered = set()
+        for s in slab_starts(depth):
+            covered |= set(range(s, s + 11))
+        assert covered == set(range(depth))
+
+
+@pytest.mark.parametrize("shape", [(3, 30, 13, 18), (3, 5, 8, 8), (3, 11, 4, 6)])
+def test_slabs_reproduce_a_pointwise_predictor(shape) -> None:
+    image = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    probs = predict_slabs(ChannelNet(1), image, torch.device("cpu"))
+    assert probs.shape == (2, *shape[1:])
+    np.testing.assert_allclose(probs[1], 1 / (1 + np.exp(-image[1])), rtol=1e-5)
+    np.testing.assert_allclose(probs.sum(0), 1, rtol=1e-6)
+
+
+def test_views_are_fused_back_in_array_order() -> None:
+    image = np.random.default_rng(1).normal(size=(3, 12, 9, 7)).astype(np.float32)
+    members = [member(2, "WT", v) for v in ("axial", "sagittal", "coronal")]
+    fused = stage_probability(members, image, torch.device("cpu"))
+    np.testing.assert_allclose(fused, 1 / (1 + np.exp(-image[2])), rtol=1e-5)
+
+
+def test_cascade_order_and_fusion() -> None:
+    shape = (40, 40, 40)
+    image = np.full((3, *shape), -10, np.float32)
+    image[0, 5:30, 5:30, 5:30] = 10    # WT evidence
+    image[1, 10:20, 10:20, 10:20] = 10  # TC evidence
+    image[1, 35:38, 35:38, 35:38] = 10  # TC evidence outside the WT box: never looked at
+    image[2, 12:16, 12:16, 12:16] = 10  # ET evidence
+    members = [member(c, t, v) for c, t in ((0, "WT"), (1, "TC"), (2, "ET"))
+               for v in ("axial", "sagittal", "coronal")]
+    labels, probs = CASE_PREDICTORS["cascade"](members, image, (1.0, 1.0, 1.0),
+                                               torch.device("cpu"))
+    assert probs is None
+    assert labels[6, 6, 6] == 2 and labels[11, 11, 11] == 1 and labels[13, 13, 13] == 4
+    assert (labels == 4).sum() == 64 and labels[36, 36, 36] == 0
+    with pytest.raises(BratsInputError, match="needs networks for ET"):
+        predict_cascade(members[:6], image, (1.0, 1.0, 1.0), torch.device("cpu"))
