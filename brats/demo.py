@@ -21,7 +21,7 @@ TRAINING_CASES = 8
 VALIDATION_CASES = 3
 SHAPE = (80, 80, 52)
 SEED = 2017
-ENTRIES = ("isensee2017",)
+ENTRIES = ("isensee2017", "wang2017")
 
 
 def _synth_once(folder: Path, cases: int, with_seg: bool, progress: bool) -> None:
@@ -41,7 +41,8 @@ def run_demo(out: Path, progress: bool = True) -> None:
     """Run the demo in ``out`` and print what it made."""
     data = out / "data"
     train, val = data / "Brats17TrainingData", data / "Brats17ValidationData"
-    print(f"[1/4] synthetic BraTS 2017 data ({TRAINING_CASES} training, {VALIDATION_CASES} "
+    total = len(ENTRIES) + 3
+    print(f"[1/{total}] synthetic BraTS 2017 data ({TRAINING_CASES} training, {VALIDATION_CASES} "
           f"validation cases, {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]}) in {data}")
     _synth_once(train, TRAINING_CASES, True, progress)
     _synth_once(val, VALIDATION_CASES, False, progress)
@@ -52,18 +53,18 @@ def run_demo(out: Path, progress: bool = True) -> None:
             print(problems.to_string(index=False))
     tables = {}
     for step, entry in enumerate(ENTRIES, start=2):
-        print(f"[{step}/4] brats reproduce {entry} --profile quick")
+        print(f"[{step}/{total}] brats reproduce {entry} --profile quick")
         result = reproduce(entry, train, out / entry, validation_dir=val, profile="quick",
                            jobs=2, progress=progress)
         tables[entry] = read_metrics(out / entry / "cv_metrics.csv")
         print(f"  submission: {result['submission']}")
-    print("[3/4] leaderboard (cross-validation on the synthetic training cases)")
+    print(f"[{total - 1}/{total}] leaderboard (cross-validation on the synthetic training cases)")
     board = leaderboard(tables)
     markdown = to_markdown(board)
     print(markdown, end="")
     write_text(markdown, out / "leaderboard.md")
     save_figure(plot_leaderboard(tables), out / "leaderboard.png")
-    print("[4/4] figures")
+    print(f"[{total}/{total}] figures")
     first = discover(train)[0]
     figure = save_figure(plot_case(first.load()), out / "figures" / f"{first.id}.png")
     print(f"  {out / 'leaderboard.png'}\n  {figure}")

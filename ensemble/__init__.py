@@ -1,1 +1,7 @@
-"""Kamnitsas et al. 2017 (EMMA): ensemble of DeepMedic, 3D FCN and 3D U-Net members."""
+"""Kamnitsas et al. 2017 (EMMA): ensemble of DeepMedic, 3D FCN and 3D U-Net members.
+
+Importing the package registers its networks (``deepmedic``, ``deepmedic_wide``) in the core
+registry.
+"""
+
+from ensemble import deepmedic  # noqa: F401  (registration)
