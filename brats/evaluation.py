@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from brats.data.case import AFFINE_TOLERANCE_MM
 from brats.data.geometry import voxel_spacing
@@ -26,6 +24,7 @@ from brats.data.nifti import read_nifti
 from brats.data.releases import NIFTI_SUFFIX, RELEASES, get_release
 from brats.errors import BratsInputError
 from brats.metrics import CONVENTIONS, case_metrics
+from brats.parallel import map_progress
 
 COLUMNS = ["case", "region", "dice", "hd95", "sensitivity", "specificity", "volume_pred",
            "volume_ref"]
@@ -160,13 +159,7 @@ def evaluate_folder(pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLike
             f"unknown convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
     pairs = match_predictions(pred_dir, ref_dir, release, allow_missing)
     work = [(p, convention) for p in pairs]
-    if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(tqdm(pool.map(_evaluate_safe, work), total=len(work), desc="evaluate",
-                                unit="case", disable=not progress))
-    else:
-        results = [_evaluate_safe(w) for w in tqdm(work, desc="evaluate", unit="case",
-                                                   disable=not progress)]
+    results = map_progress(_evaluate_safe, work, jobs, desc="evaluate", progress=progress)
     errors = [r for r in results if isinstance(r, str)]
     if errors:
         raise BratsInputError(f"{len(errors)} case(s) could not be scored: " + " | ".join(errors))

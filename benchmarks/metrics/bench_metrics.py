@@ -36,7 +36,6 @@ import datetime as _dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -48,6 +47,7 @@ from scipy import ndimage as ndi  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import cpu_model, git_commit  # noqa: E402
 from brats.data.labels import REGIONS, labels_from_regions  # noqa: E402
 from brats.metrics import case_metrics, image_diagonal  # noqa: E402
 
@@ -172,36 +172,17 @@ def bench_case(seed: int, reps: int, source: str = "synth") -> dict:
 # environment and report
 # ------------------------------------------------------------------------------------------
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def environment() -> dict:
     import medpy
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} logical CPUs",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} logical CPUs",
         "platform": platform.platform(),
         "threads": 1,
         "python": platform.python_version(),
         "numpy": np.__version__, "scipy": scipy.__version__,
         "medpy": getattr(medpy, "__version__", "unknown"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
 
 

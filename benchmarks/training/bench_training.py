@@ -38,7 +38,6 @@ import multiprocessing
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,6 +50,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import cpu_model, git_commit  # noqa: E402
 from brats.losses import LOSS_TARGETS, TARGET_CHANNELS, build_loss  # noqa: E402
 from brats.nets import NETWORKS, build_network  # noqa: E402
 
@@ -249,25 +249,6 @@ def bench_config(name: str, spec: InputSpec, device: str, full: bool, precision:
 # environment and report
 # ------------------------------------------------------------------------------------------
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def cpu_busy_fraction(seconds: float = 2.0) -> float | None:
     """Fraction of all CPUs busy over ``seconds`` (from ``/proc/stat``): other processes' load when
     measured before the benchmark starts. None where ``/proc/stat`` is unreadable."""
@@ -294,14 +275,14 @@ def environment(device: str) -> dict:
     import os
     env = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} logical CPUs",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} logical CPUs",
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "load_average_1_5_15min": env_load(),
         "cpu_busy_before": cpu_busy_fraction() if device == "cpu" else None,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "device": device,
     }
     if device == "cuda":

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from brats.data.case import Case
 from brats.data.layouts import Problem, scan
 from brats.errors import BratsInputError
+from brats.parallel import map_progress
 
 
 def check_case(case: Case) -> list[Problem]:
@@ -32,13 +31,7 @@ def check_dataset(root: str | os.PathLike[str], release: str | None = None, jobs
         ``case, path, problem`` (empty when the dataset is clean); paths are relative to ``root``.
     """
     cases, problems = scan(root, release)
-    if jobs > 1 and len(cases) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(tqdm(pool.map(check_case, cases), total=len(cases), desc="check",
-                                unit="case", disable=not progress))
-    else:
-        results = [check_case(c) for c in tqdm(cases, desc="check", unit="case",
-                                               disable=not progress)]
+    results = map_progress(check_case, cases, jobs, desc="check", progress=progress)
     for found in results:
         problems.extend(found)
     prefix = f"{Path(root)}{os.sep}"
