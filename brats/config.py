@@ -104,6 +104,9 @@ class TrainConfig:
     """Length, folds, seeds and speed switches (which never change the maths).
 
     ``amp`` uses autocast (bf16, or fp16 with a gradient scaler) on CUDA; on the CPU it uses bf16.
+    ``init_from`` starts from another run's weights: a run folder, a checkpoint, or (under
+    ``brats reproduce``) the name of another member, whose run of the same fold is used (e.g.
+    Wang's sagittal and coronal networks from the axial one).
     """
 
     epochs: int = 300
@@ -117,6 +120,7 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = False
     tensorboard: bool = True
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

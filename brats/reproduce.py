@@ -7,6 +7,7 @@ Every step skips what is already done, so re-running the same command resumes.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,12 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     for fold in range(config.train.folds):
         for name in config.member_names:
             print(f"[{config.entry}] train member {name}, fold {fold + 1}/{config.train.folds}")
-            Trainer(config.member(name), cache, runs / name / f"fold{fold}", fold=fold,
-                    device=device, resume=True, progress=progress, member=name).fit()
+            member = config.member(name)
+            if member.train.init_from in config.member_names:
+                member = replace(member, train=replace(
+                    member.train, init_from=str(runs / member.train.init_from / f"fold{fold}")))
+            Trainer(member, cache, runs / name / f"fold{fold}", fold=fold, device=device,
+                    resume=True, progress=progress, member=name).fit()
     cv_dir = out / "cv_predictions"
     for fold, split in enumerate(splits):
         print(f"[{config.entry}] cross-validation predictions, fold {fold + 1}")

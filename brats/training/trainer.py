@@ -33,7 +33,7 @@ from brats.io import atomic_path, write_json
 from brats.losses import LOSS_TARGETS, build_loss, class_index_to_regions
 from brats.nets import build_network
 from brats.preprocess.cache import load_index, load_record
-from brats.training.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from brats.training.checkpoint import BEST, LAST, find_checkpoint, load_checkpoint, save_checkpoint
 from brats.training.data import CLASS_NAMES, PatchDataset
 from brats.training.distributed import DistContext, broadcast_object, cleanup, init_from_env, unwrap
 from brats.training.pipeline import PatchPipeline
@@ -188,6 +188,8 @@ class Trainer:
                 raise BratsInputError(f"{self.out_dir} already holds a run; pass --resume to "
                                       "continue it or choose a new --out")
             return True
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise BratsInputError(f"{self.out_dir} is a file, not a run folder")
         if self.out_dir.exists() and any(self.out_dir.iterdir()):
             raise BratsInputError(f"{self.out_dir} exists and is not an unfinished run; choose "
                                   "a new --out")
@@ -299,7 +301,11 @@ class Trainer:
             start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
             _set_rng_state(state["rng"])
             log.info("resuming %s at epoch %d", self.out_dir, start_epoch)
-        elif ctx.is_main:
+        elif cfg.train.init_from:
+            network.load_state_dict(load_checkpoint(find_checkpoint(cfg.train.init_from),
+                                                    map_location=self.device)["model"])
+            log.info("initialised from %s", cfg.train.init_from)
+        if not resuming and ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.out_dir / "config.yaml") as tmp:
                 tmp.write_text(dump_config(cfg))

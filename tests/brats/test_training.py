@@ -186,3 +186,17 @@ def test_unknown_device_and_fold(cache: Path, tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(BratsInputError, match="no CUDA device"):
             Trainer(tiny_config(), cache, tmp_path / "y", device="cuda", progress=False)
+
+
+def test_init_from_another_run(cache: Path, tmp_path: Path) -> None:
+    first = Trainer(tiny_config(epochs=1), cache, tmp_path / "a", fold=0, progress=False)
+    first.fit()
+    frozen = from_dict(EntryConfig, {**to_dict(tiny_config(epochs=1, init_from=str(tmp_path / "a"))),
+                                     "optim": {**to_dict(tiny_config())["optim"], "lr": 0.0}})
+    second = Trainer(frozen, cache, tmp_path / "b", fold=0, progress=False)
+    second.fit()
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the weights are the loaded ones
+    with pytest.raises(BratsInputError, match="no checkpoint_last.pt"):
+        Trainer(tiny_config(epochs=1, init_from=str(tmp_path / "nothing")), cache, tmp_path / "c",
+                fold=0, progress=False).fit()
