@@ -56,3 +56,15 @@ def tiny_2017(tmp_path: Path) -> Path:
     root = tmp_path / "Brats17TrainingData"
     write_tiny_dataset(root, "2017", 2)
     return root
+
+
+def synthetic_cache(root: Path, cases: int, seed: int,
+                    shape: tuple[int, int, int] = (64, 64, 42)) -> Path:
+    """Generate ``cases`` synthetic 2017 training cases under ``root/data`` and prepare them into
+    ``root/cache``; returns the cache folder."""
+    from brats.preprocess.cache import prepare_dataset
+    from brats.synth.generator import generate_dataset
+
+    generate_dataset(root / "data", cases=cases, seed=seed, shape=shape, progress=False)
+    prepare_dataset(root / "data", root / "cache", progress=False)
+    return root / "cache"

@@ -14,6 +14,7 @@ from brats.config import EntryConfig, from_dict, load_config, to_dict
 from brats.errors import BratsInputError
 from brats.training.splits import kfold, load_or_make_splits
 from brats.training.trainer import Trainer, l2_penalty, lr_factor
+from tests.conftest import synthetic_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,13 +33,7 @@ def tiny_config(**train) -> EntryConfig:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from brats.preprocess.cache import prepare_dataset
-    from brats.synth.generator import generate_dataset
-
-    root = tmp_path_factory.mktemp("train")
-    generate_dataset(root / "data", cases=3, seed=5, shape=(64, 64, 42), progress=False)
-    prepare_dataset(root / "data", root / "cache", progress=False)
-    return root / "cache"
+    return synthetic_cache(tmp_path_factory.mktemp("train"), cases=3, seed=5)
 
 
 def test_kfold_sizes_and_sklearn_agreement() -> None:

@@ -13,17 +13,12 @@ from brats.preprocess.cache import load_index, load_prepared
 from brats.training.data import TARGET_LUTS, PatchDataset
 from brats.training.pipeline import PatchPipeline
 from brats.training.views import size_in_array_order, to_view
+from tests.conftest import synthetic_cache
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from brats.preprocess.cache import prepare_dataset
-    from brats.synth.generator import generate_dataset
-
-    root = tmp_path_factory.mktemp("data")
-    generate_dataset(root / "data", cases=2, seed=8, shape=(64, 64, 42), progress=False)
-    prepare_dataset(root / "data", root / "cache", progress=False)
-    return root / "cache"
+    return synthetic_cache(tmp_path_factory.mktemp("data"), cases=2, seed=8)
 
 
 def pipeline(size) -> PatchPipeline:

@@ -9,17 +9,12 @@ import pytest
 
 from brats.config import EntryConfig, from_dict
 from brats.training.trainer import Trainer
+from tests.conftest import synthetic_cache
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from brats.preprocess.cache import prepare_dataset
-    from brats.synth.generator import generate_dataset
-
-    root = tmp_path_factory.mktemp("wang")
-    generate_dataset(root / "data", cases=3, seed=4, shape=(64, 64, 42), progress=False)
-    prepare_dataset(root / "data", root / "cache", progress=False)
-    return root / "cache"
+    return synthetic_cache(tmp_path_factory.mktemp("wang"), cases=3, seed=4)
 
 
 @pytest.mark.parametrize("network, target, roi", [("wang_wnet", "WT", None),
