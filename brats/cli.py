@@ -87,7 +87,7 @@ def _refuse_existing(path: str | None, overwrite: bool) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score predictions against references and print the portal-style summary."""
     from brats.evaluation import evaluate_folder
-    from brats.leaderboard import write_text
+    from brats.io import write_text
     from brats.metrics import summarize
 
     _refuse_existing(args.out, args.overwrite)
@@ -123,7 +123,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Rank methods from their metrics CSVs."""
-    from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown, write_text
+    from brats.io import write_text
+    from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
     from brats.viz import save_figure
 
     names = args.name or [Path(p).stem for p in args.metrics]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from brats.data.checks import check_dataset
 from brats.data.layouts import discover
-from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown, write_text
+from brats.io import write_text
+from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
 from brats.reproduce import reproduce
 from brats.synth.generator import generate_dataset
 from brats.viz import plot_case, save_figure

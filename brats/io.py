@@ -44,6 +44,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_text(text: str, path: str | os.PathLike[str]) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(data: Any, path: str | os.PathLike[str]) -> None:
     """Write ``data`` as indented JSON, atomically. Floats keep their exact value (repr)."""
     with atomic_path(path) as tmp:

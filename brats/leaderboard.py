@@ -20,7 +20,6 @@ import pandas as pd  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
 from brats.errors import BratsInputError  # noqa: E402
-from brats.io import atomic_path  # noqa: E402
 
 REGION_ORDER = ("WT", "TC", "ET")
 RANKED_METRICS = {"dice": True, "hd95": False}  # metric → higher is better
@@ -115,9 +114,3 @@ def plot_leaderboard(tables: dict[str, pd.DataFrame]) -> plt.Figure:
             ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def write_text(text: str, path: str | os.PathLike[str]) -> None:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

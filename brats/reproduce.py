@@ -17,7 +17,7 @@ from brats.config import load_config
 from brats.errors import BratsInputError
 from brats.evaluation import evaluate_folder
 from brats.inference.predictor import predict_folder
-from brats.io import atomic_path
+from brats.io import write_text
 from brats.leaderboard import REGION_ORDER, to_markdown
 from brats.preprocess.cache import prepare_dataset
 from brats.submission import check_submission, zip_submission
@@ -88,8 +88,7 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
                        cv_dir, release=release, device=device, cases=split["val"],
                        progress=progress)
     metrics = evaluate_folder(cv_dir, data_dir, release=release, jobs=jobs, progress=progress)
-    with atomic_path(out / "cv_metrics.csv") as tmp:
-        metrics.to_csv(tmp, index=False)
+    write_text(metrics.to_csv(index=False), out / "cv_metrics.csv")
     submission = None
     if validation_dir is not None:
         sub_dir = out / "submission"
@@ -104,8 +103,7 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
         zip_path = out / "submission.zip"
         submission = zip_submission(sub_dir, zip_path, overwrite=True)
     row = leaderboard_row(metrics, config.entry)
-    with atomic_path(out / "leaderboard_row.md") as tmp:
-        tmp.write_text(to_markdown(row))
+    write_text(to_markdown(row), out / "leaderboard_row.md")
     print(f"[{config.entry}] cross-validation on {metrics['case'].nunique()} case(s):")
     print(to_markdown(row), end="")
     return {"config": config, "metrics": metrics, "row": row, "submission": submission}

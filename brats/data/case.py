@@ -11,7 +11,7 @@ import numpy as np
 from brats.data.geometry import voxel_spacing
 from brats.data.labels import to_canonical
 from brats.data.nifti import read_nifti
-from brats.data.releases import MODALITIES, get_release
+from brats.data.releases import get_release
 from brats.errors import BratsInputError
 
 #: Largest difference (mm) tolerated between affines of the files of one case.
@@ -106,18 +106,6 @@ class Case:
                 raise BratsInputError(f"{self.seg}: label map holds non-integer values")
             labels = to_canonical(seg.astype(np.int64), release.convention, source=str(self.seg))
         return CaseData(self.id, image, labels, affines[0], header)
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """Every file of the case, each once."""
-        paths = dict.fromkeys(self.images)
-        if self.seg is not None:
-            paths[self.seg] = None
-        return tuple(paths)
-
-    def modality_path(self, modality: str) -> Path:
-        """Path of one modality by canonical name (``"t1"``, ``"t1ce"``, ``"t2"``, ``"flair"``)."""
-        return self.images[MODALITIES.index(modality)]
 
 
 def _as_3d(array: np.ndarray, source: str) -> np.ndarray:

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import zlib
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -283,7 +282,3 @@ def restore_full(cropped: np.ndarray, record: CaseRecord, fill: float = 0) -> np
     """Paste a (…, x, y, z) array in cache space back into the case's original (…, X, Y, Z) grid."""
     return paste_back(cropped, record.box, record.shape, fill)
 
-
-def case_ids(cache_dir: str | os.PathLike[str]) -> Sequence[str]:
-    """Ids of the cases a cache holds, in order."""
-    return load_index(cache_dir)["cases"]

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from brats.config import EntryConfig, OptimConfig, dump_config, import_package, to_dict
 from brats.errors import BratsInputError
-from brats.io import atomic_path, write_json
+from brats.io import write_json, write_text
 from brats.losses import LOSS_TARGETS, build_loss, class_index_to_regions
 from brats.nets import build_network
 from brats.preprocess.cache import load_index, load_record
@@ -307,8 +307,7 @@ class Trainer:
             log.info("initialised from %s", cfg.train.init_from)
         if not resuming and ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.out_dir / "config.yaml") as tmp:
-                tmp.write_text(dump_config(cfg))
+            write_text(dump_config(cfg), self.out_dir / "config.yaml")
         ctx.barrier()
         writer = self._tensorboard(start_epoch) if ctx.is_main else None
 
@@ -333,8 +332,7 @@ class Trainer:
                 save_checkpoint(state, self.out_dir / LAST)
                 if improved:
                     save_checkpoint(state, self.out_dir / BEST)
-                with atomic_path(self.out_dir / "log.csv") as tmp:
-                    pd.DataFrame(history).to_csv(tmp, index=False)
+                write_text(pd.DataFrame(history).to_csv(index=False), self.out_dir / "log.csv")
                 if writer is not None:
                     for key, value in vars(result).items():
                         if key != "epoch" and not (isinstance(value, float) and math.isnan(value)):
