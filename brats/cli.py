@@ -198,6 +198,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    """Fuse saved probability maps and/or trained runs into one submission folder."""
+    from brats.inference.fusion import ensemble_folder
+
+    paths = ensemble_folder(args.sources, args.input, args.output, weights=args.weights,
+                            work_dir=args.work, release=args.release, device=args.device,
+                            progress=not args.no_progress)
+    print(f"{len(paths)} ensemble prediction(s) of {len(args.sources)} source(s) in {args.output}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Reproduce an entry end to end."""
     from brats.config import parse_overrides
@@ -213,7 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo on synthetic data."""
     from brats.demo import run_demo
 
-    run_demo(Path(args.out), progress=not args.no_progress)
+    run_demo(Path(args.out), progress=not args.no_progress,
+             submissions=None if args.submissions is None else Path(args.submissions))
     return 0
 
 
@@ -315,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", help="force the release (default: detect)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
 
+    p = add("ensemble", cmd_ensemble, "average the class probabilities of several members "
+            "(saved maps or trained runs), argmax, write submission files")
+    p.add_argument("sources", nargs="+", help="folders of <case>_probabilities.npz, run folders "
+                   "or folders holding runs (e.g. OUT/runs of brats reproduce)")
+    p.add_argument("--input", required=True, help="the dataset the maps belong to")
+    p.add_argument("--output", required=True, help="submission folder (finished cases skipped)")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per source (default: equal)")
+    p.add_argument("--work", help="where run sources are predicted (default: OUTPUT_members)")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+
     p = add("reproduce", cmd_reproduce, "prepare, train all folds, cross-validate, predict, score")
     p.add_argument("entry", help="isensee2017, wang2017, kamnitsas2017 or a config .yaml")
     p.add_argument("--data", required=True, help="training dataset folder (with segmentations)")
@@ -327,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "the demo on synthetic data (what `make demo` runs)")
     p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")
+    p.add_argument("--submissions", help="where the validated submission folders go "
+                   "(default: submissions/output of this repository)")
     return parser
 
 

@@ -80,7 +80,10 @@ class OptimConfig:
     """Optimiser and learning-rate schedule.
 
     ``l2`` adds ``l2 · Σ w²`` over conv weights and norm scales (not biases or shifts) to the
-    loss, as Lasagne's ``regularize_network_params`` did; ``weight_decay`` is the optimiser's own.
+    loss, as Lasagne's ``regularize_network_params`` did, ``l1`` adds ``l1 · Σ |w|`` over the same
+    (DeepMedic: 1e-6 and 1e-4); ``weight_decay`` is the optimiser's own. ``rho`` is RMSProp's
+    squared-gradient decay; ``rmsprop`` with ``nesterov`` is DeepMedic's rule
+    (:class:`brats.training.optim.RMSpropNesterov`, normalised momentum).
     Schedules (stepped once per epoch): ``exponential`` (lr · gamma^epoch), ``constant``,
     ``step`` (lr · gamma^(number of milestones passed)), ``poly`` (lr · (1 − epoch/epochs)^0.9).
     """
@@ -92,7 +95,9 @@ class OptimConfig:
     nesterov: bool = False
     eps: float = 1e-8
     weight_decay: float = 0.0
+    l1: float = 0.0
     l2: float = 0.0
+    rho: float = 0.9
     schedule: str = "exponential"
     gamma: float = 0.985
     milestones: tuple[int, ...] = ()
@@ -127,7 +132,9 @@ class TrainConfig:
 class InferenceConfig:
     """Prediction: whole volume or sliding window, mirror TTA, test-time dropout.
 
-    ``repeats`` forward passes per mirror (useful only with ``test_time_dropout``).
+    ``repeats`` forward passes per mirror (useful only with ``test_time_dropout``). ``amp``
+    (bf16 autocast) and ``channels_last`` (the network's weights in channels-last-3d memory
+    format, about 2× faster on CPUs) are speed switches.
     """
 
     mode: str = "whole"
@@ -141,6 +148,7 @@ class InferenceConfig:
     test_time_dropout: bool = False
     repeats: int = 1
     amp: bool = False
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,6 +338,9 @@ def load_config(path: str | os.PathLike[str], profile: str | None = None,
                 overrides: dict[str, Any] | None = None) -> EntryConfig:
     """Read, merge (profile, then overrides) and validate an entry config.
 
+    ``overrides`` apply to the shared settings and, after each member's own overrides, to every
+    member, so ``train.epochs=1`` shortens every member's training.
+
     Raises:
         BratsInputError: missing/unreadable file, unknown profile or key, wrong value type.
     """
@@ -350,6 +361,11 @@ def load_config(path: str | os.PathLike[str], profile: str | None = None,
         _merge(raw, profiles[profile], f"profiles.{profile}")
     if overrides:
         _merge(raw, overrides, "overrides")
+        # the user's overrides also win over each member's own settings
+        shared = {k: v for k, v in overrides.items() if str(k).split(".")[0] != "members"}
+        for member in raw.get("members") or []:
+            if isinstance(member, dict) and shared:
+                member["overrides"] = {**(member.get("overrides") or {}), **shared}
     try:
         config = from_dict(EntryConfig, raw)
     except BratsInputError as exc:

@@ -1,20 +1,24 @@
 """The demo behind ``make demo``: synthetic BraTS 2017 data → checks → ``brats reproduce`` of the
-implemented entries with the ``quick`` profile → validated submissions → leaderboard and figures.
+three entries with the ``quick`` profile → validated submission folders under
+``submissions/output/<entry>/`` → leaderboard table and figures.
 
-Everything goes under one working folder; a second run reuses what the first made (no
+Everything else goes under one working folder; a second run reuses what the first made (no
 retraining). The synthetic grid is 80×80×52 (3 mm voxels) so that CPU training takes minutes.
 """
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 from pathlib import Path
 
 from brats.data.checks import check_dataset
 from brats.data.layouts import discover
+from brats.errors import BratsInputError
 from brats.io import write_text
 from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
-from brats.reproduce import reproduce
+from brats.reproduce import SUBMISSIONS_DIR, reproduce
+from brats.submission import check_submission, zip_submission
 from brats.synth.generator import generate_dataset
 from brats.viz import plot_case, save_figure
 
@@ -22,7 +26,7 @@ TRAINING_CASES = 8
 VALIDATION_CASES = 3
 SHAPE = (80, 80, 52)
 SEED = 2017
-ENTRIES = ("isensee2017", "wang2017")
+ENTRIES = ("isensee2017", "wang2017", "kamnitsas2017")
 
 
 def _synth_once(folder: Path, cases: int, with_seg: bool, progress: bool) -> None:
@@ -38,8 +42,38 @@ def _synth_once(folder: Path, cases: int, with_seg: bool, progress: bool) -> Non
     done.write_text("complete\n")
 
 
-def run_demo(out: Path, progress: bool = True) -> None:
-    """Run the demo in ``out`` and print what it made."""
+def publish_submission(source: Path, target: Path, images: Path) -> Path:
+    """Copy a submission folder to ``target`` (and ``target.zip``) and validate it.
+
+    Files already there with the same content are kept; a different file is never replaced.
+
+    Returns:
+        The zip file.
+
+    Raises:
+        BratsInputError: ``target`` holds a different file, or the submission fails validation.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for file in sorted(source.glob("*.nii.gz")):
+        copy = target / file.name
+        if not copy.exists():
+            shutil.copy2(file, copy)
+        elif not filecmp.cmp(file, copy, shallow=False):
+            raise BratsInputError(f"{copy} differs from the demo's new prediction {file}; remove "
+                                  f"{target} to publish the new one")
+    problems = check_submission(target, images, progress=False)
+    errors = problems[problems["severity"] == "error"]
+    if not errors.empty:
+        raise BratsInputError(f"{target}: submission failed validation: "
+                              + "; ".join(errors["problem"].tolist()[:3]))
+    zip_path = target.with_name(target.name + ".zip")
+    return zip_path if zip_path.is_file() else zip_submission(target, zip_path)
+
+
+def run_demo(out: Path, progress: bool = True, submissions: Path | None = None) -> None:
+    """Run the demo in ``out`` and print what it made; submission folders go to
+    ``submissions/<entry>/`` (default: the repository's ``submissions/output``)."""
+    submissions = SUBMISSIONS_DIR / "output" if submissions is None else submissions
     data = out / "data"
     train, val = data / "Brats17TrainingData", data / "Brats17ValidationData"
     total = len(ENTRIES) + 3
@@ -58,7 +92,8 @@ def run_demo(out: Path, progress: bool = True) -> None:
         result = reproduce(entry, train, out / entry, validation_dir=val, profile="quick",
                            jobs=2, progress=progress)
         tables[entry] = read_metrics(out / entry / "cv_metrics.csv")
-        print(f"  submission: {result['submission']}")
+        archive = publish_submission(result["submission"].with_suffix(""), submissions / entry, val)
+        print(f"  submission (validated): {submissions / entry}/ and {archive}")
     print(f"[{total - 1}/{total}] leaderboard (cross-validation on the synthetic training cases)")
     board = leaderboard(tables)
     markdown = to_markdown(board)

@@ -105,7 +105,12 @@ def match_predictions(pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLi
     return [Pair(case, preds.get(case), refs[case], convention) for case in sorted(refs)]
 
 
-def _read_labels(path: Path, convention: str, case: str) -> tuple[np.ndarray, np.ndarray]:
+def read_labels(path: Path, convention: str, case: str) -> tuple[np.ndarray, np.ndarray]:
+    """A label file as ``((X, Y, Z) canonical labels, affine)``; ``case`` names it in errors.
+
+    Raises:
+        BratsInputError: not 3-D, non-integer values, or labels the convention does not know.
+    """
     data, affine, _ = read_nifti(path)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -118,11 +123,11 @@ def _read_labels(path: Path, convention: str, case: str) -> tuple[np.ndarray, np
 
 def evaluate_pair(pair: Pair, convention: str = "brats-legacy") -> list[dict]:
     """Metric rows (one per region) of one case; see :func:`brats.metrics.case_metrics`."""
-    ref, ref_affine = _read_labels(pair.reference, pair.convention, pair.case)
+    ref, ref_affine = read_labels(pair.reference, pair.convention, pair.case)
     if pair.prediction is None:
         pred = np.zeros_like(ref)
     else:
-        pred, pred_affine = _read_labels(pair.prediction, pair.convention, pair.case)
+        pred, pred_affine = read_labels(pair.prediction, pair.convention, pair.case)
         if pred.shape != ref.shape:
             raise BratsInputError(f"{pair.case}: prediction shape {pred.shape} differs from the "
                                   f"reference {ref.shape}")

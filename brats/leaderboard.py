@@ -10,16 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import rankdata  # noqa: E402
-
-from brats.errors import BratsInputError  # noqa: E402
+from brats.errors import BratsInputError
 
 REGION_ORDER = ("WT", "TC", "ET")
 RANKED_METRICS = {"dice": True, "hd95": False}  # metric → higher is better

@@ -85,19 +85,23 @@ class SoftDiceLoss(nn.Module):
     smoothing). Computed with MONAI ``DiceLoss(include_background, to_onehot_y=True, softmax=True,
     batch=batch_dice, smooth_nr=0, smooth_dr)``, which returns ``1 − mean Dice``, minus 1.
 
+    With ``jaccard=True`` the ratio is the soft IoU ``Σ p·g / (Σ p + Σ g − Σ p·g)`` instead (the
+    IoU-type loss of some EMMA members), the same MONAI loss with ``jaccard=True``.
+
     Args:
         include_background: also average over class 0 (the original excludes it).
         smooth_dr: denominator smoothing (1e-6 in the original).
         batch_dice: sum p·g, p and g over the whole batch before the ratio (one Dice per class).
+        jaccard: soft IoU instead of soft Dice.
     """
 
     target_kind = "labels"
 
     def __init__(self, include_background: bool = False, smooth_dr: float = 1e-6,
-                 batch_dice: bool = False) -> None:
+                 batch_dice: bool = False, jaccard: bool = False) -> None:
         super().__init__()
         self.dice = DiceLoss(include_background=include_background, to_onehot_y=True, softmax=True,
-                             batch=batch_dice, smooth_nr=0.0, smooth_dr=smooth_dr)
+                             batch=batch_dice, smooth_nr=0.0, smooth_dr=smooth_dr, jaccard=jaccard)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Args: logits (B, C, X, Y, Z); target (B, X, Y, Z) int64 class indices in [0, C).

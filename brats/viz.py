@@ -5,19 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from brats.data.case import CaseData  # noqa: E402
-from brats.data.labels import ED, ET, NCR  # noqa: E402
-from brats.io import atomic_path  # noqa: E402
+from brats.data.case import CaseData
+from brats.data.labels import ED, ET, NCR
+from brats.io import atomic_path
 
 MODALITY_TITLES = ("T1", "T1ce", "T2", "FLAIR")
 #: Overlay colour per canonical label.
@@ -48,12 +44,25 @@ def pick_axial_slice(labels: np.ndarray | None, image: np.ndarray) -> int:
     return int(np.round(np.argwhere(brain)[:, 2].mean())) if brain.any() else image.shape[-1] // 2
 
 
-def _window(slice_2d: np.ndarray) -> tuple[float, float]:
+def intensity_window(slice_2d: np.ndarray) -> tuple[float, float]:
     brain = slice_2d[slice_2d != 0]
     if brain.size == 0:
         return 0.0, 1.0
     low, high = np.percentile(brain, [0.5, 99.5])
     return float(low), float(high if high > low else low + 1)
+
+
+#: Colour map for :func:`label_overlay` values 1, 2, 3 (NCR/NET, ED, ET); 0 is masked.
+LABEL_CMAP = ListedColormap(["none"] + [LABEL_COLOURS[label][1] for label in (NCR, ED, ET)])
+
+
+def label_overlay(labels_2d: np.ndarray) -> np.ma.MaskedArray:
+    """(X, Y) canonical labels → values 1, 2, 3 (NCR/NET, ED, ET) for :data:`LABEL_CMAP`, 0
+    masked; draw with ``imshow(…, cmap=LABEL_CMAP, vmin=0, vmax=3)``."""
+    out = np.zeros(labels_2d.shape, dtype=float)
+    for index, label in enumerate((NCR, ED, ET), start=1):
+        out[labels_2d == label] = index
+    return np.ma.masked_equal(out, 0)
 
 
 def plot_case(data: CaseData, slice_index: int | None = None, title: str | None = None
@@ -75,20 +84,14 @@ def plot_case(data: CaseData, slice_index: int | None = None, title: str | None 
         raise ValueError(f"slice {k} outside 0..{image.shape[-1] - 1}")
     rows = 1 if labels is None else 2
     fig, axes = plt.subplots(rows, 4, figsize=(12, 3.2 * rows + 0.4), squeeze=False)
-    colours = ListedColormap(["none"] + [LABEL_COLOURS[label][1] for label in (NCR, ED, ET)])
-    overlay = None
-    if labels is not None:
-        overlay = np.zeros(labels.shape[:2], dtype=float)
-        for index, label in enumerate((NCR, ED, ET), start=1):
-            overlay[labels[..., k] == label] = index
-        overlay = np.ma.masked_equal(overlay, 0)
+    overlay = None if labels is None else label_overlay(labels[..., k])
     for c, name in enumerate(MODALITY_TITLES):
-        low, high = _window(image[c, ..., k])
+        low, high = intensity_window(image[c, ..., k])
         for r in range(rows):
             ax = axes[r, c]
             ax.imshow(image[c, ..., k].T, cmap="gray", origin="lower", vmin=low, vmax=high)
             if r == 1 and overlay is not None:
-                ax.imshow(overlay.T, cmap=colours, origin="lower", vmin=0, vmax=3, alpha=0.55,
+                ax.imshow(overlay.T, cmap=LABEL_CMAP, origin="lower", vmin=0, vmax=3, alpha=0.55,
                           interpolation="nearest")
             ax.set_axis_off()
             if r == 0:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from brats.errors import BratsInputError
-from brats.inference.combine import MeanAccumulator
+from brats.inference.combine import MeanAccumulator, labels_to_probabilities
 from brats.inference.predictor import CASE_PREDICTORS, Member
 from brats.preprocess.crop import Box, crop
 from brats.training.views import from_view, to_view
@@ -41,11 +41,12 @@ def slab_starts(depth: int, output_slices: int = OUTPUT_SLICES) -> list[int]:
 
 
 def predict_slabs(network: torch.nn.Module, image: np.ndarray, device: torch.device,
-                  divisor: int = 4) -> np.ndarray:
+                  divisor: int = 4, amp: bool = False) -> np.ndarray:
     """Foreground-vs-background softmax of a slab network over a whole (C, D, H, W) volume.
 
     Slabs of 19 input slices give 11 output slices each; slices outside the volume and the
-    in-plane padding up to a multiple of ``divisor`` are zero (z-scored background).
+    in-plane padding up to a multiple of ``divisor`` are zero (z-scored background). ``amp``
+    runs the network under bf16 autocast (the member's ``inference.amp`` speed switch).
 
     Returns:
         (2, D, H, W) float32 probabilities.
@@ -58,7 +59,7 @@ def predict_slabs(network: torch.nn.Module, image: np.ndarray, device: torch.dev
     volume[:, SLICE_MARGIN:SLICE_MARGIN + depth, :height, :width] = image
     out = np.zeros((2, padded_depth, height + pad_h, width + pad_w), dtype=np.float32)
     network.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         for start in slab_starts(padded_depth):
             slab = torch.from_numpy(volume[:, start:start + OUTPUT_SLICES + 2 * SLICE_MARGIN])
             logits = network(slab[None].to(device)).float()
@@ -73,7 +74,8 @@ def stage_probability(members: Sequence[Member], image: np.ndarray, device: torc
     for member in members:
         view = member.config["data"]["view"]
         divisor = getattr(member.network, "divisor", 4)
-        probs = predict_slabs(member.network, to_view(image, view), device, divisor)
+        probs = predict_slabs(member.network, to_view(image, view), device, divisor,
+                              amp=member.inference.amp)
         accumulator.add(np.ascontiguousarray(from_view(probs, view))[1:2])
     return accumulator.mean()[0]
 
@@ -98,7 +100,7 @@ def _inside(box: Box, outer: Box) -> Box:
 
 
 def predict_cascade(members: list[Member], image: np.ndarray, spacing: tuple[float, float, float],
-                    device: torch.device, margin: int = 5) -> tuple[np.ndarray, None]:
+                    device: torch.device, margin: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """WT on the brain crop → TC in the WT box + ``margin`` → ET in the TC box + ``margin`` →
     :func:`cascade.postprocess.fuse`.
 
@@ -107,7 +109,8 @@ def predict_cascade(members: list[Member], image: np.ndarray, spacing: tuple[flo
         spacing: voxel size in mm (for the size rules).
 
     Returns:
-        ``(labels (x, y, z) uint8 canonical, None)``: the cascade keeps no class probabilities.
+        ``(labels (x, y, z) uint8 canonical, one-hot (4, x, y, z) of the labels)``: the cascade
+        has no joint class posterior, so in an ensemble its vote is its label map.
     """
     stages = _stages(members)
     shape = image.shape[1:]
@@ -123,7 +126,8 @@ def predict_cascade(members: list[Member], image: np.ndarray, spacing: tuple[flo
     et = np.zeros(shape, bool)
     et[tuple(slice(a, b) for a, b in tc_box)] = (
         stage_probability(stages["ET"], crop(image, tc_box), device) > 0.5)
-    return fuse(wt, tc, et, spacing), None
+    labels = fuse(wt, tc, et, spacing)
+    return labels, labels_to_probabilities(labels)
 
 
 CASE_PREDICTORS["cascade"] = predict_cascade

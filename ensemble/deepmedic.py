@@ -410,6 +410,42 @@ class DeepMedic(nn.Module):
         rf, f = self.receptive_field.subsampled, self.subsample_factor
         return tuple(math.ceil(o / f) + rf - 1 for o in _check_positive(output_size))  # type: ignore
 
+    @property
+    def context_margin(self) -> int:
+        """Voxels per side a single-tensor *context patch* extends beyond its logits (24).
+
+        A context patch of ``output + 2 × 24`` voxels per axis (57³ for 9³ logits, 77³ for 29³)
+        holds both segments: the normal segment is its centre, the subsampled one every
+        ``subsample_factor``-th voxel from its first voxel (:meth:`split_context`). This is how
+        the shared trainer and tiled inference, which pass one image tensor, feed DeepMedic.
+        """
+        half_normal = (self.receptive_field.normal - 1) // 2
+        half_subsampled = (self.receptive_field.subsampled - 1) // 2
+        return max(half_normal, self.subsample_factor * half_subsampled)
+
+    def split_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (normal, subsampled) segment pair inside a (B, C, o + 48, …) context patch.
+
+        The same segments as :func:`extract_segments` for the block of ``o`` logits at the
+        patch's centre (a 57³ patch → 25³ + 19³, 77³ → 45³ + 26³).
+
+        Raises:
+            BratsInputError: not 5-D, or a patch no larger than twice :attr:`context_margin`.
+        """
+        margin = self.context_margin
+        if context.ndim != 5 or min(context.shape[2:]) <= 2 * margin:
+            raise BratsInputError(f"DeepMedic expects a (B, C, X, Y, Z) context patch larger than "
+                                  f"{2 * margin} voxels per axis, got {tuple(context.shape)}")
+        out = [n - 2 * margin for n in context.shape[2:]]
+        offset = margin - (self.receptive_field.normal - 1) // 2
+        normal = context[:, :, offset:context.shape[2] - offset, offset:context.shape[3] - offset,
+                         offset:context.shape[4] - offset]
+        f = self.subsample_factor
+        start = margin - f * ((self.receptive_field.subsampled - 1) // 2)
+        counts = self.subsampled_input_size(tuple(out))
+        subsampled = context[:, :, start::f, start::f, start::f][:, :, :counts[0], :counts[1], :counts[2]]
+        return normal, subsampled
+
     # ---- forward ----------------------------------------------------------------------------
 
     def _check_inputs(self, normal: torch.Tensor, subsampled: torch.Tensor) -> tuple[int, int, int]:
@@ -434,20 +470,25 @@ class DeepMedic(nn.Module):
                 f"with ensemble.deepmedic.extract_segments")
         return out
 
-    def forward(self, normal: torch.Tensor, subsampled: torch.Tensor) -> torch.Tensor:
-        """Logits for the centre of a segment pair.
+    def forward(self, normal: torch.Tensor, subsampled: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for the centre of a segment pair, or of one context patch.
 
         Args:
-            normal: (B, in_channels, X, Y, Z) normal-resolution segment, X, Y, Z >= 17.
+            normal: (B, in_channels, X, Y, Z) normal-resolution segment, X, Y, Z >= 17; or, without
+                ``subsampled``, a context patch of ``output + 48`` voxels per axis
+                (:meth:`split_context`).
             subsampled: (B, in_channels, X', Y', Z') segment sampled every ``subsample_factor``-th
                 voxel, ``X' = ceil((X − 16) / subsample_factor) + 16`` (:func:`extract_segments`).
 
         Returns:
-            (B, num_classes, X − 16, Y − 16, Z − 16) logits, no softmax.
+            (B, num_classes, X − 16, Y − 16, Z − 16) logits, no softmax (context patch:
+            ``X − 48`` …).
 
         Raises:
             BratsInputError: wrong rank, channel count, batch size or segment sizes.
         """
+        if subsampled is None:
+            normal, subsampled = self.split_context(normal)
         out = self._check_inputs(normal, subsampled)
         low = self.subsampled_pathway(subsampled)
         low = F.interpolate(low, scale_factor=self.subsample_factor, mode="nearest")

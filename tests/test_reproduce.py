@@ -76,3 +76,27 @@ def test_train_then_predict_with_shards(datasets: tuple[Path, Path], tmp_path: P
     assert main(["predict", str(tmp_path / "nothing"), "--input", str(val), "--output",
                  str(tmp_path / "p2"), "--no-progress"]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_reproduce_emma_quick_end_to_end(datasets: tuple[Path, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    train, val = datasets
+    out = tmp_path / "emma"
+    assert main(["reproduce", "kamnitsas2017", "--data", str(train), "--validation", str(val),
+                 "--out", str(out), "--profile", "quick", "--no-progress", "train.epochs=1",
+                 "train.iterations_per_epoch=2", "train.val_batches=1"]) == 0
+    assert "| kamnitsas2017 |" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "deepmedic", "fcn_ce_uniform", "unet_ce_uniform"]
+    for member in ("deepmedic", "fcn_ce_uniform", "unet_ce_uniform"):
+        log = pd.read_csv(out / "runs" / member / "fold1" / "log.csv")
+        assert len(log) == 1  # the command-line override beat the member's own epochs
+    metrics = pd.read_csv(out / "cv_metrics.csv")
+    assert metrics["case"].nunique() == 4
+    assert (out / "submission.zip").is_file()
+    fused = tmp_path / "fused"
+    assert main(["ensemble", str(out / "probabilities"), str(out / "runs" / "deepmedic"),
+                 "--input", str(val), "--output", str(fused), "--weights", "2", "1",
+                 "--no-progress"]) == 0
+    assert len(list(fused.glob("*.nii.gz"))) == 2
+    assert len(list((tmp_path / "fused_members" / "deepmedic" / "probabilities").glob("*.npz"))) == 2

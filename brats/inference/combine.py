@@ -249,6 +249,22 @@ def _check_class_probabilities(p: np.ndarray) -> np.ndarray:
     return p
 
 
+def labels_to_probabilities(labels: np.ndarray) -> np.ndarray:
+    """One-hot (4, X, Y, Z) float32 class probabilities of a canonical label map (0, 1, 2, 4).
+
+    For methods whose final labels come from rules rather than one joint class posterior (the Wang
+    cascade): their vote in an ensemble is their label map.
+
+    Raises:
+        BratsInputError: a value outside the canonical labels.
+    """
+    labels = np.asarray(labels)
+    unknown = sorted(set(np.unique(labels).tolist()) - set(CLASS_LABELS))
+    if unknown:
+        raise BratsInputError(f"labels {unknown} are not canonical class labels {CLASS_LABELS}")
+    return np.stack([labels == value for value in CLASS_LABELS]).astype(np.float32)
+
+
 def probabilities_to_labels(p: np.ndarray, rule: str = "argmax") -> np.ndarray:
     """Turn (4, X, Y, Z) class probabilities into a canonical label map.
 

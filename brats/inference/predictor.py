@@ -101,13 +101,16 @@ def predict_cropped(members: list[Member], image: np.ndarray, device: torch.devi
     for member in members:
         x = isensee_intensity_preprocess(image) if member.intensity == "isensee2017" else image
         cfg = member.inference
+        if cfg.channels_last:
+            member.network.to(memory_format=torch.channels_last_3d)
         amp = torch.bfloat16 if cfg.amp else None
         probs = predict_with_tta(
             member.network, x, mirror_axes=cfg.mirror_axes, num_mirrors=cfg.num_mirrors,
             test_time_dropout=cfg.test_time_dropout, repeats=cfg.repeats,
             activation="softmax" if member.target == "labels" else "sigmoid_regions",
             mode=cfg.mode, roi_size=cfg.roi_size, overlap=cfg.overlap, blend=cfg.blend,
-            sw_batch_size=cfg.sw_batch_size, pad_mode=cfg.pad_mode, device=device,
+            sw_batch_size=cfg.sw_batch_size, pad_mode=cfg.pad_mode,
+            margin=tuple(member.config["data"].get("output_crop", (0, 0, 0))), device=device,
             amp_dtype=amp, progress=progress)
         accumulator.add(probs)
     return accumulator.mean()

@@ -36,6 +36,7 @@ from brats.preprocess.cache import load_index, load_record
 from brats.training.checkpoint import BEST, LAST, find_checkpoint, load_checkpoint, save_checkpoint
 from brats.training.data import CLASS_NAMES, PatchDataset
 from brats.training.distributed import DistContext, broadcast_object, cleanup, init_from_env, unwrap
+from brats.training.optim import RMSpropNesterov
 from brats.training.pipeline import PatchPipeline
 from brats.training.splits import load_or_make_splits
 from brats.training.views import size_in_array_order
@@ -78,14 +79,26 @@ def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
     if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps,
-                                   weight_decay=cfg.weight_decay)
+        if cfg.nesterov:
+            if cfg.weight_decay:
+                raise BratsInputError("optim: rmsprop with nesterov has no weight_decay; use "
+                                      "optim.l1 / optim.l2")
+            return RMSpropNesterov(params, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps,
+                                   momentum=cfg.momentum)
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rho, momentum=cfg.momentum,
+                                   eps=cfg.eps, weight_decay=cfg.weight_decay)
     raise BratsInputError(f"unknown optim.name {cfg.name!r}; expected adam, sgd or rmsprop")
 
 
 def l2_penalty(model: torch.nn.Module) -> torch.Tensor:
     """Σ w² over conv weights and norm scales (every parameter named ``weight``), not biases."""
     return sum((p.float() ** 2).sum() for n, p in model.named_parameters()
+               if n.endswith("weight") and p.requires_grad)
+
+
+def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """Σ |w| over the parameters :func:`l2_penalty` covers."""
+    return sum(p.float().abs().sum() for n, p in model.named_parameters()
                if n.endswith("weight") and p.requires_grad)
 
 
@@ -382,6 +395,8 @@ class Trainer:
             loss = loss_fn(logits.float(), target)
             if cfg.optim.l2:
                 loss = loss + cfg.optim.l2 * l2_penalty(unwrap(model))
+            if cfg.optim.l1:
+                loss = loss + cfg.optim.l1 * l1_penalty(unwrap(model))
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip:
                 scaler.unscale_(optimizer)

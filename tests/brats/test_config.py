@@ -67,6 +67,14 @@ def test_members_apply_their_overrides(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_user_overrides_win_over_member_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, {"entry": "x", "train": {"epochs": 9}, "members": [
+        {"name": "a", "overrides": {"train": {"epochs": 20, "folds": 3}}}, {"name": "b"}]})
+    config = load_config(path, overrides=parse_overrides(["train.epochs=1"]))
+    assert [config.member(m).train.epochs for m in ("a", "b")] == [1, 1]
+    assert config.member("a").train.folds == 3 and config.train.epochs == 1
+
+
 def test_dump_round_trips(tmp_path: Path) -> None:
     config = load_config(SUBMISSIONS / "isensee2017.yaml", "quick")
     again = from_dict(EntryConfig, yaml.safe_load(dump_config(config)))

@@ -326,3 +326,34 @@ def test_dropout_enabled_restores_flags_on_error():
 def test_tta_bad_repeats():
     with pytest.raises(BratsInputError, match="repeats"):
         predict_with_tta(Pointwise(), make_image(), repeats=0)
+
+
+class ValidConv(nn.Module):
+    """Two valid 3×3×3 convolutions: the output is 2 voxels smaller per side than the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.Sequential(nn.Conv3d(4, 6, 3), nn.ReLU(), nn.Conv3d(6, 4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@pytest.mark.parametrize("roi, batch", [(9, 1), ((10, 8, 12), 3), (30, 2)])
+def test_tiles_equal_one_pass_over_the_zero_padded_volume(roi, batch):
+    net = ValidConv().eval()
+    image = make_image()
+    with torch.no_grad():
+        expected = net(nn.functional.pad(torch.from_numpy(image), (2,) * 6)[None])[0]
+    out = predict_logits(net, image, mode="tiles", roi_size=roi, margin=2, sw_batch_size=batch)
+    assert out.shape == (4, *SHAPE)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tiles_reject_a_wrong_margin_or_a_too_small_window():
+    net = ValidConv().eval()
+    with pytest.raises(BratsInputError, match="expected \\(7, 7, 7\\)"):
+        predict_logits(net, make_image(), mode="tiles", roi_size=9, margin=1)
+    with pytest.raises(BratsInputError, match="leaves no output"):
+        predict_logits(net, make_image(), mode="tiles", roi_size=4, margin=2)

@@ -71,8 +71,21 @@ def test_cascade_order_and_fusion() -> None:
                for v in ("axial", "sagittal", "coronal")]
     labels, probs = CASE_PREDICTORS["cascade"](members, image, (1.0, 1.0, 1.0),
                                                torch.device("cpu"))
-    assert probs is None
+    np.testing.assert_array_equal(probs.argmax(0), np.searchsorted([0, 1, 2, 4], labels))
+    assert probs.shape == (4, *shape) and set(np.unique(probs)) == {0.0, 1.0}
     assert labels[6, 6, 6] == 2 and labels[11, 11, 11] == 1 and labels[13, 13, 13] == 4
     assert (labels == 4).sum() == 64 and labels[36, 36, 36] == 0
     with pytest.raises(BratsInputError, match="needs networks for ET"):
         predict_cascade(members[:6], image, (1.0, 1.0, 1.0), torch.device("cpu"))
+
+
+def test_slabs_under_bf16_autocast_stay_close_to_fp32() -> None:
+    from brats.nets import build_network
+
+    torch.manual_seed(0)
+    net = build_network("wang_wnet", in_channels=4, num_classes=2, base_filters=4).eval()
+    image = np.random.default_rng(2).normal(size=(4, 13, 16, 12)).astype(np.float32)
+    fp32 = predict_slabs(net, image, torch.device("cpu"))
+    bf16 = predict_slabs(net, image, torch.device("cpu"), amp=True)
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    assert 0 < np.abs(bf16 - fp32).max() < 0.05

@@ -399,3 +399,24 @@ def test_registry_builds_both_variants() -> None:
         build_network("deepmedic", subsample_factr=3)
     with pytest.raises(BratsInputError, match="deepmedic_wide"):
         build_network("deepmedic_wide", feature_maps_fc=())
+
+
+@pytest.mark.parametrize("out", [9, 29, 10])
+def test_context_patch_holds_both_segments(net, out) -> None:
+    volume = torch.randn(4, 90, 90, 90)
+    centre = (45, 44, 46)
+    normal, low = extract_segments(volume, centre, out)
+    first = [c - (out - 1) // 2 for c in centre]
+    context = volume[(slice(None), *(slice(f - 24, f + out + 24) for f in first))][None]
+    assert net.context_margin == 24 and context.shape[2:] == (out + 48,) * 3
+    n2, l2 = net.split_context(context)
+    assert torch.equal(n2[0], normal) and torch.equal(l2[0], low)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(context), net(normal[None], low[None]))
+    assert net(context).shape == (1, 4, out, out, out)
+
+
+def test_context_patch_too_small_is_an_error(net) -> None:
+    with pytest.raises(BratsInputError, match="larger than 48"):
+        net(torch.zeros(1, 4, 48, 48, 48))

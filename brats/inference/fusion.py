@@ -1,0 +1,144 @@
+"""``brats ensemble``: fuse members from their saved class-probability maps.
+
+A *source* is a folder of ``<case>_probabilities.npz`` maps (``brats predict
+--save-probabilities``, ``brats reproduce``'s ``probabilities/``) or trained runs (a run folder,
+or a folder of runs such as ``brats reproduce``'s ``runs/``; the runs of one source combine by
+their own rule first). Runs are predicted once into ``work_dir/<source>/`` (their labels and
+probability maps, kept for comparing the members with the ensemble); maps already there are
+reused. Per case the sources' maps are averaged with the given weights, one file at a time (the
+running sum and one map in memory), then argmax, paste-back into the case's grid and a
+submission NIfTI. This is EMMA's rule (Kamnitsas et al. 2017: equal-weight mean of the members'
+softmax, argmax), and it fuses any trained runs of this repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from brats.data.layouts import discover
+from brats.errors import BratsInputError
+from brats.inference.combine import MeanAccumulator, load_probabilities, probabilities_to_labels
+from brats.inference.predictor import PROBABILITIES_SUFFIX, predict_folder
+from brats.submission import submission_name, write_submission
+from brats.training.checkpoint import LAST
+
+
+def probability_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Case id → ``<case>_probabilities.npz`` in ``folder`` (empty if there are none)."""
+    return {p.name[: -len(PROBABILITIES_SUFFIX)]: p
+            for p in sorted(Path(folder).glob(f"*{PROBABILITIES_SUFFIX}"))}
+
+
+def is_run_source(path: Path) -> bool:
+    """True when ``path`` is a checkpoint, a run folder or a folder holding runs."""
+    return path.is_file() or (path / LAST).is_file() or any(path.rglob(LAST))
+
+
+def _source_names(sources: list[Path]) -> list[str]:
+    """Distinct folder names for the sources' work folders (``name``, ``name_2`` …)."""
+    names: list[str] = []
+    for path in sources:
+        base = path.resolve().name or "source"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def resolve_sources(sources: list[str | os.PathLike[str]], input_dir: str | os.PathLike[str],
+                    work_dir: str | os.PathLike[str], release: str | None = None,
+                    device: str | None = None, progress: bool = True) -> list[dict[str, Path]]:
+    """One ``case id → probability file`` table per source, predicting run sources first.
+
+    Raises:
+        BratsInputError: a source that does not exist or holds neither maps nor runs.
+    """
+    paths = [Path(s) for s in sources]
+    tables = []
+    for path, name in zip(paths, _source_names(paths)):
+        if not path.exists():
+            raise BratsInputError(f"{path}: ensemble source not found")
+        files = probability_files(path) if path.is_dir() else {}
+        if files:
+            tables.append(files)
+            continue
+        if not is_run_source(path):
+            raise BratsInputError(f"{path}: neither probability maps (*{PROBABILITIES_SUFFIX}) nor "
+                                  f"trained runs ({LAST}) inside")
+        work = Path(work_dir) / name
+        print(f"predict {path} → {work}")
+        predict_folder([path], input_dir, work / "predictions", release=release, device=device,
+                       probabilities_dir=work / "probabilities", progress=progress)
+        tables.append(probability_files(work / "probabilities"))
+    return tables
+
+
+def fuse_case(files: list[Path], weights: list[float]) -> tuple[np.ndarray, dict]:
+    """Weighted mean of one case's maps (one file loaded at a time) and the first map's meta.
+
+    Raises:
+        BratsInputError: maps of different shapes, boxes, cases or class orders.
+    """
+    accumulator = MeanAccumulator()
+    for path, weight in zip(files, weights):
+        probs, meta = load_probabilities(path)
+        accumulator.add(probs, weight, meta=meta, name=str(path))
+        del probs
+    return accumulator.mean(), accumulator.meta
+
+
+def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.PathLike[str],
+                    output_dir: str | os.PathLike[str], weights: list[float] | None = None,
+                    work_dir: str | os.PathLike[str] | None = None, release: str | None = None,
+                    device: str | None = None, progress: bool = True) -> list[Path]:
+    """Fuse the sources' probability maps into submission files, one per case of ``input_dir``.
+
+    Args:
+        sources: probability folders and/or run sources (module docstring), at least one.
+        input_dir: the dataset the maps belong to (image headers for the NIfTIs; runs predict it).
+        output_dir: submission folder; finished cases are skipped, so a rerun resumes.
+        weights: one non-negative weight per source (default: equal).
+        work_dir: where run sources are predicted (default ``<output_dir>_members``).
+
+    Returns:
+        The submission files, one per case.
+
+    Raises:
+        BratsInputError: bad weights, a case missing from a source, or incompatible maps.
+    """
+    if not sources:
+        raise BratsInputError("brats ensemble needs at least one source")
+    weight_list = [1.0] * len(sources) if weights is None else [float(w) for w in weights]
+    if len(weight_list) != len(sources):
+        raise BratsInputError(f"got {len(sources)} sources but {len(weight_list)} weights")
+    if any(not np.isfinite(w) or w < 0 for w in weight_list) or sum(weight_list) <= 0:
+        raise BratsInputError(f"weights must be >= 0 with a positive sum, got {weight_list}")
+    out = Path(output_dir)
+    work = Path(work_dir) if work_dir is not None else out.with_name(out.name + "_members")
+    tables = resolve_sources(list(sources), input_dir, work, release, device, progress)
+    cases = discover(input_dir, release)
+    for source, table in zip(sources, tables):
+        missing = [c.id for c in cases if c.id not in table]
+        if missing:
+            raise BratsInputError(f"{source}: no probability map for case(s) "
+                                  f"{', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for case in tqdm(cases, desc="ensemble", unit="case", disable=not progress):
+        target = out / submission_name(case.id)
+        written.append(target)
+        if target.is_file():
+            continue
+        probs, meta = fuse_case([t[case.id] for t in tables], weight_list)
+        if meta.get("case_id", case.id) != case.id:
+            raise BratsInputError(f"the map for {case.id} says it belongs to {meta['case_id']}")
+        box = [tuple(b) for b in meta["box"]]
+        labels = np.zeros(tuple(meta["shape"]), dtype=np.uint8)
+        labels[tuple(slice(a, b) for a, b in box)] = probabilities_to_labels(probs)
+        write_submission(labels, case.images[0], target, release=case.release)
+    return written
