@@ -18,7 +18,7 @@ from brats.errors import BratsInputError
 from brats.io import write_text
 from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
 from brats.reproduce import SUBMISSIONS_DIR, reproduce
-from brats.submission import check_submission, zip_submission
+from brats.submission import require_valid_submission, zip_submission
 from brats.synth.generator import generate_dataset
 from brats.viz import plot_case, save_figure
 
@@ -61,11 +61,7 @@ def publish_submission(source: Path, target: Path, images: Path) -> Path:
         elif not filecmp.cmp(file, copy, shallow=False):
             raise BratsInputError(f"{copy} differs from the demo's new prediction {file}; remove "
                                   f"{target} to publish the new one")
-    problems = check_submission(target, images, progress=False)
-    errors = problems[problems["severity"] == "error"]
-    if not errors.empty:
-        raise BratsInputError(f"{target}: submission failed validation: "
-                              + "; ".join(errors["problem"].tolist()[:3]))
+    require_valid_submission(target, images, progress=False)
     zip_path = target.with_name(target.name + ".zip")
     return zip_path if zip_path.is_file() else zip_submission(target, zip_path)
 

@@ -20,7 +20,7 @@ from brats.inference.predictor import predict_folder
 from brats.io import write_text
 from brats.leaderboard import REGION_ORDER, to_markdown
 from brats.preprocess.cache import prepare_dataset
-from brats.submission import check_submission, zip_submission
+from brats.submission import require_valid_submission, zip_submission
 from brats.training.splits import load_or_make_splits
 from brats.training.trainer import Trainer, training_cases
 
@@ -95,11 +95,7 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
         print(f"[{config.entry}] predict {validation_dir} with all folds → {sub_dir}")
         predict_folder([runs], validation_dir, sub_dir, device=device,
                        probabilities_dir=out / "probabilities", progress=progress)
-        problems = check_submission(sub_dir, validation_dir, progress=progress)
-        errors = problems[problems["severity"] == "error"]
-        if not errors.empty:
-            raise BratsInputError(f"{sub_dir}: submission failed validation: "
-                                  + "; ".join(errors["problem"].tolist()[:3]))
+        require_valid_submission(sub_dir, validation_dir, progress=progress)
         zip_path = out / "submission.zip"
         submission = zip_submission(sub_dir, zip_path, overwrite=True)
     row = leaderboard_row(metrics, config.entry)

@@ -124,6 +124,21 @@ def check_submission(submission_dir: str | os.PathLike[str], images_dir: str | o
     return pd.DataFrame(rows, columns=["case", "file", "severity", "problem"])
 
 
+def require_valid_submission(submission_dir: str | os.PathLike[str],
+                             images_dir: str | os.PathLike[str], release: str | None = None,
+                             progress: bool = True) -> None:
+    """:func:`check_submission`, raising when it finds an error.
+
+    Raises:
+        BratsInputError: naming the folder and its first three errors.
+    """
+    problems = check_submission(submission_dir, images_dir, release, progress=progress)
+    errors = problems[problems["severity"] == "error"]
+    if not errors.empty:
+        raise BratsInputError(f"{submission_dir}: submission failed validation: "
+                              + "; ".join(errors["problem"].tolist()[:3]))
+
+
 def _check_file(path: Path, image_path: Path, rel: Release, convention) -> list[tuple[str, str]]:
     try:
         data, affine, _ = read_nifti(path)

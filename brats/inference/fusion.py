@@ -23,6 +23,7 @@ from brats.data.layouts import discover
 from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, load_probabilities, probabilities_to_labels
 from brats.inference.predictor import PROBABILITIES_SUFFIX, predict_folder
+from brats.preprocess.crop import paste_back
 from brats.submission import submission_name, write_submission
 from brats.training.checkpoint import LAST
 
@@ -137,8 +138,7 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
         probs, meta = fuse_case([t[case.id] for t in tables], weight_list)
         if meta.get("case_id", case.id) != case.id:
             raise BratsInputError(f"the map for {case.id} says it belongs to {meta['case_id']}")
-        box = [tuple(b) for b in meta["box"]]
-        labels = np.zeros(tuple(meta["shape"]), dtype=np.uint8)
-        labels[tuple(slice(a, b) for a, b in box)] = probabilities_to_labels(probs)
+        labels = paste_back(probabilities_to_labels(probs), [tuple(b) for b in meta["box"]],
+                            meta["shape"])
         write_submission(labels, case.images[0], target, release=case.release)
     return written

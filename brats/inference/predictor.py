@@ -20,7 +20,7 @@ from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, probabilities_to_labels, save_probabilities
 from brats.inference.tta import predict_with_tta
 from brats.nets import build_network
-from brats.preprocess.crop import Box, bounding_box, brain_mask, crop
+from brats.preprocess.crop import Box, bounding_box, brain_mask, crop, paste_back
 from brats.preprocess.normalize import zscore
 from brats.submission import submission_name, write_submission
 from brats.training.augment import isensee_intensity_preprocess
@@ -162,9 +162,7 @@ def predict_case(members: list[Member], case: Case, device: torch.device
     image, box = preprocess(data)
     crop_labels, probs = CASE_PREDICTORS[combine_rule(members)](members, image, data.spacing,
                                                                 device)
-    labels = np.zeros(data.image.shape[1:], dtype=np.uint8)
-    labels[tuple(slice(a, b) for a, b in box)] = crop_labels
-    return labels, probs, box
+    return paste_back(crop_labels, box, data.image.shape[1:]), probs, box
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
