@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m brats demo --out demo_output
+	$(PY) -m brats demo --out demo_output --submissions submissions/output
 
 test: setup
 	$(PY) -m pytest -q

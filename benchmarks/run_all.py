@@ -4,12 +4,14 @@ Usage::
 
     python benchmarks/run_all.py                  # every CPU benchmark, full size → benchmarks/results/
     python benchmarks/run_all.py --quick          # reduced smoke version → benchmarks/results/quick/
-    python benchmarks/run_all.py --device cuda    # also the GPU training benchmark (skipped without GPU)
+    python benchmarks/run_all.py --device cuda    # also the GPU benchmarks (skipped without GPU)
     python benchmarks/run_all.py --only data,evaluation
 
-CPU benchmarks: ``inference``, ``data``, ``evaluation`` and ``metrics``. ``training`` (the GPU
-training-step benchmark, ``benchmarks/training/bench_training.py --device cuda --full``) runs with
-``--device cuda`` and is skipped, with a note, where torch sees no CUDA device. Each benchmark writes
+CPU benchmarks: ``inference``, ``data``, ``data_bound`` (training steps fed by the real loader
+against pre-generated tensors, ``benchmarks/training/bench_data_bound.py``), ``evaluation`` and
+``metrics``. GPU benchmarks, run with ``--device cuda`` and skipped, with a note, where torch sees
+no CUDA device: ``training`` (``benchmarks/training/bench_training.py --device cuda --full``) and
+``gpu_check`` (``benchmarks/gpu_check.py``, into ``<out>/gpu``). Each benchmark writes
 ``<out>/<name>.json`` and ``.md``; this script then writes ``<out>/summary.json`` and
 ``<out>/summary.md``: the machine, date and commit, every benchmark's status (run now, failed,
 skipped, or an earlier result with its own date and commit) and one row per target (measured,
@@ -32,17 +34,22 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import environment, header_lines, load_average, target_row  # noqa: E402
 
-CPU_BENCHMARKS = ("inference", "data", "evaluation", "metrics")
+CPU_BENCHMARKS = ("inference", "data", "data_bound", "evaluation", "metrics")
+#: Benchmarks that need a CUDA device (run with ``--device cuda``, skipped without one).
+GPU_BENCHMARKS = ("training", "gpu_check")
 SCRIPTS = {
     "inference": "benchmarks/inference/bench_inference.py",
     "data": "benchmarks/data/bench_data.py",
+    "data_bound": "benchmarks/training/bench_data_bound.py",
     "evaluation": "benchmarks/evaluation/bench_evaluation.py",
     "metrics": "benchmarks/metrics/bench_metrics.py",
     "training": "benchmarks/training/bench_training.py",
+    "gpu_check": "benchmarks/gpu_check.py",
 }
 #: The JSON each benchmark writes into the results folder.
-RESULT_FILES = {"inference": "inference.json", "data": "data.json", "evaluation": "evaluation.json",
-                "metrics": "metrics.json", "training": "training_cuda.json"}
+RESULT_FILES = {"inference": "inference.json", "data": "data.json", "data_bound": "data_bound_cpu.json",
+                "evaluation": "evaluation.json", "metrics": "metrics.json",
+                "training": "training_cuda.json", "gpu_check": "gpu/gpu_check.json"}
 
 
 def arguments(name: str, args: argparse.Namespace, out: Path) -> list[str]:
@@ -54,8 +61,10 @@ def arguments(name: str, args: argparse.Namespace, out: Path) -> list[str]:
         tta = ["--tta-mirrors", str(args.tta_mirrors)] if args.tta_mirrors else []
         return [*quick, *work, *tta, "--threads", str(args.threads), "--rounds", str(args.rounds),
                 "--out", str(out)]
-    if name == "data":
+    if name in ("data", "data_bound"):
         return [*quick, *work, "--out", str(out)]
+    if name == "gpu_check":
+        return [*quick, "--out", str(out / "gpu")]
     if name == "evaluation":
         return [*quick, *work, "--jobs", str(args.threads), "--out", str(out)]
     if name == "metrics":
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="reduced smoke version of every benchmark")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                    help="cuda: also run the GPU training benchmark (skipped without a GPU)")
+                    help="cuda: also run the GPU benchmarks (skipped without a GPU)")
     ap.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(SCRIPTS)}")
     ap.add_argument("--threads", type=int, default=2,
                     help="CPU threads (inference) and processes (evaluation)")
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="results folder (default benchmarks/results, quick: benchmarks/results/quick)")
     args = ap.parse_args(argv)
     out = args.out or REPO / "benchmarks" / "results" / ("quick" if args.quick else "")
-    names = list(CPU_BENCHMARKS) + (["training"] if args.device == "cuda" else [])
+    names = list(CPU_BENCHMARKS) + (list(GPU_BENCHMARKS) if args.device == "cuda" else [])
     if args.only:
         names = args.only.split(",")
         unknown = sorted(set(names) - set(SCRIPTS))
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(args.threads)
     status: dict[str, dict] = {}
     for name in tqdm(names, desc="benchmarks", unit="benchmark"):
-        if name == "training" and not cuda_available():
+        if name in GPU_BENCHMARKS and not cuda_available():
             status[name] = {"status": "skipped: no CUDA device (torch.cuda.is_available() is False)"}
             tqdm.write(f"{name}: {status[name]['status']}")
             continue
@@ -180,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.run(command, cwd=REPO).returncode
         seconds = time.perf_counter() - start
         status[name] = {"status": "ran" if code == 0 else f"failed (exit code {code})", "seconds": seconds}
-    if "training" not in status:
-        status["training"] = {"status": "not run: GPU benchmark, pass --device cuda"}
+    for name in GPU_BENCHMARKS:
+        status.setdefault(name, {"status": "not run: GPU benchmark, pass --device cuda"})
     rows, found = collect(out, list(SCRIPTS))
     for name, info in found.items():
         entry = status.setdefault(name, {"status": "earlier result"})

@@ -1,7 +1,8 @@
 """The ``brats`` command: thin argparse front ends over library functions.
 
-Every subcommand is ``brats <name> …``; user errors print one line (``brats: error: …``) and exit
-with status 2, problems found by ``brats check`` exit with status 1.
+Every subcommand is ``brats [--no-progress] [-v | -q] <name> …`` (the global flags may also follow
+the subcommand); user errors print one line (``brats: error: …``) and exit with status 2,
+problems found by ``brats check`` exit with status 1.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from brats import __version__
 from brats.errors import BratsInputError
+from brats.logs import configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -172,28 +174,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in names:
         out = Path(args.out) / name if len(names) > 1 else Path(args.out)
         summary = Trainer(config.member(name), args.data, out, fold=fold, device=args.device,
-                          resume=args.resume, progress=not args.no_progress, member=name).fit()
+                          resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.no_progress, member=name).fit()
         final = summary.get("final") or {}
-        print(f"{name}: trained {summary['epochs']} epoch(s) into {out}; last train loss "
+        now = summary.get("trained_now", 0)
+        done = (f"trained {now} epoch(s) now, {summary['epochs']} in all" if now
+                else f"already trained ({summary['epochs']} epochs), nothing to do")
+        print(f"{name}: {done}, in {out}; last train loss "
               f"{final.get('train_loss', float('nan')):.4f}, best validation mean Dice "
               f"{summary['best_mean_dice']:.4f}")
     return 0
+
+
+def _split_positionals(items: list[str]) -> tuple[list[str], list[str]]:
+    """Paths and the ``key=value`` overrides that argparse collected among them."""
+    is_pair = ["=" in item and not Path(item).exists() for item in items]
+    paths = [item for item, pair in zip(items, is_pair) if not pair]
+    if not paths:
+        raise BratsInputError("give at least one run or source folder before the key=value pairs")
+    return paths, [item for item, pair in zip(items, is_pair) if pair]
+
+
+def _inference_overrides(pairs: list[str], tta: int | None = None) -> dict[str, object]:
+    """``inference.KEY=VALUE`` pairs (and ``--tta N``) → inference overrides without prefix."""
+    from brats.config import parse_overrides
+    from brats.inference.predictor import inference_overrides
+
+    overrides = inference_overrides(parse_overrides(pairs))
+    if tta is not None:
+        if overrides.get("num_mirrors", tta) != tta:
+            raise BratsInputError(f"--tta {tta} and inference.num_mirrors="
+                                  f"{overrides['num_mirrors']} disagree; pass one of them")
+        overrides["num_mirrors"] = tta
+    return overrides
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict a dataset folder with one or more trained runs (their probabilities averaged)."""
     from brats.inference.predictor import predict_folder
 
+    runs, pairs = _split_positionals(args.runs)
     probabilities = args.save_probabilities
+    if isinstance(probabilities, str) and "=" in probabilities and not Path(probabilities).exists():
+        pairs, probabilities = [*pairs, probabilities], True  # a KEY=VALUE, not the DIR
+    overrides = _inference_overrides([*pairs, *args.overrides], args.tta)
     if probabilities is True:
         probabilities = str(Path(args.output)) + "_probabilities"
-    overrides = {}
-    if args.tta is not None:
-        overrides["num_mirrors"] = args.tta
-    paths = predict_folder(args.runs, args.input, args.output, release=args.release,
+    paths = predict_folder(runs, args.input, args.output, release=args.release,
                            device=args.device, overrides=overrides,
                            probabilities_dir=probabilities, shard=args.shard,
-                           progress=not args.no_progress)
+                           checkpoint=args.checkpoint, resume=args.resume,
+                           overwrite=args.overwrite, progress=not args.no_progress)
     print(f"{len(paths)} prediction(s) in {args.output}")
     return 0
 
@@ -202,11 +233,28 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     """Fuse saved probability maps and/or trained runs into one submission folder."""
     from brats.inference.fusion import ensemble_folder
 
-    paths = ensemble_folder(args.sources, args.input, args.output, weights=args.weights,
+    sources, pairs = _split_positionals(args.sources)
+    paths = ensemble_folder(sources, args.input, args.output, weights=args.weights,
                             work_dir=args.work, release=args.release, device=args.device,
+                            checkpoint=args.checkpoint,
+                            overrides=_inference_overrides([*pairs, *args.overrides]),
+                            resume=args.resume, overwrite=args.overwrite,
                             progress=not args.no_progress)
-    print(f"{len(paths)} ensemble prediction(s) of {len(args.sources)} source(s) in {args.output}")
+    print(f"{len(paths)} ensemble prediction(s) of {len(sources)} source(s) in {args.output}")
     return 0
+
+
+def _add_prediction_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint`` and ``--continue`` | ``--overwrite`` of predict and ensemble."""
+    p.add_argument("--checkpoint", default="final", choices=["final", "best"],
+                   help="final (default: checkpoint_last.pt, as the entries submitted) or best "
+                        "(checkpoint_best.pt, chosen on the fold's validation patches)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--continue", dest="resume", action="store_true",
+                          help=f"finish an existing {what} with the settings it was made with "
+                               "(an error if they differ)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help=f"start the {what} again: remove what brats wrote there")
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -216,7 +264,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     reproduce(args.entry, args.data, args.out, validation_dir=args.validation,
               profile=args.profile, overrides=parse_overrides(args.overrides), device=args.device,
-              jobs=args.jobs, progress=not args.no_progress)
+              jobs=args.jobs, checkpoint=args.checkpoint, overwrite=args.overwrite,
+              progress=not args.no_progress)
     return 0
 
 
@@ -229,17 +278,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_entries(args: argparse.Namespace) -> int:
+    """List the shipped entry configs with their descriptions and profiles."""
+    from brats.entries import describe_entries
+
+    for info in describe_entries():
+        print(f"{info.name}: {info.description}\n    profiles: {', '.join(info.profiles)}")
+    return 0
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """``--no-progress``, ``-v``/``--verbose`` and ``-q``/``--quiet``. Subcommands repeat them with
+    suppressed defaults, so a flag given before the subcommand is not reset by its default."""
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars", **default)
+    parser.add_argument("-v", "--verbose", action="store_true", help="also show debug messages",
+                        **default)
+    parser.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors",
+                        **default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``brats`` command."""
     parser = argparse.ArgumentParser(
         prog="brats", description="Reproduce, evaluate and compare the top BraTS 2017 entries.")
     parser.add_argument("--version", action="version", version=f"brats {__version__}")
+    _add_global_flags(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
-        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        _add_global_flags(p, suppress=True)
         return p
 
     p = add("synth", cmd_synth, "generate a synthetic BraTS dataset on MNI152 anatomy")
@@ -312,31 +382,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--member", help="member to train ('all' for every member)")
     p.add_argument("--profile", help="config profile, e.g. quick (default: paper settings)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (with a "
+                   "larger train.epochs: continue to the new end)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in a --out that holds a run (removes only the run's files)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. train.epochs=2")
 
     p = add("predict", cmd_predict, "predict a dataset folder; probabilities of all runs averaged")
     p.add_argument("runs", nargs="+", help="run folders (or folders holding runs)")
+    p.add_argument("overrides", nargs="*",
+                   help="inference settings KEY=VALUE, e.g. inference.amp=true inference.num_mirrors=1")
     p.add_argument("--input", required=True, help="dataset folder of any release")
-    p.add_argument("--output", required=True, help="prediction folder (finished cases skipped)")
-    p.add_argument("--tta", type=int, help="number of mirror combinations (1-8)")
+    p.add_argument("--output", required=True, help="prediction folder (new or empty)")
+    p.add_argument("--tta", type=int, help="number of mirror combinations (1-8), the same as "
+                   "inference.num_mirrors=N")
     p.add_argument("--save-probabilities", nargs="?", const=True, metavar="DIR",
                    help="also save <case>_probabilities.npz (float16) for later ensembling, in DIR "
                         "(default: OUTPUT_probabilities)")
-    p.add_argument("--shard", help="K/N: predict every N-th case starting at the K-th")
+    p.add_argument("--shard", help="K/N: predict every N-th case starting at the K-th (each shard "
+                   "of a shared folder passes --continue)")
     p.add_argument("--release", help="force the release (default: detect)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    _add_prediction_flags(p, "prediction folder")
 
     p = add("ensemble", cmd_ensemble, "average the class probabilities of several members "
             "(saved maps or trained runs), argmax, write submission files")
     p.add_argument("sources", nargs="+", help="folders of <case>_probabilities.npz, run folders "
                    "or folders holding runs (e.g. OUT/runs of brats reproduce)")
+    p.add_argument("overrides", nargs="*",
+                   help="inference settings KEY=VALUE for the run sources, e.g. inference.amp=true")
     p.add_argument("--input", required=True, help="the dataset the maps belong to")
-    p.add_argument("--output", required=True, help="submission folder (finished cases skipped)")
+    p.add_argument("--output", required=True, help="submission folder (new or empty)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per source (default: equal)")
     p.add_argument("--work", help="where run sources are predicted (default: OUTPUT_members)")
     p.add_argument("--release", help="force the release (default: detect)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    _add_prediction_flags(p, "submission folder (and the run sources' work folders)")
 
     p = add("reproduce", cmd_reproduce, "prepare, train all folds, cross-validate, predict, score")
     p.add_argument("entry", help="isensee2017, wang2017, kamnitsas2017 or a config .yaml")
@@ -346,12 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="paper", help="paper (default) or quick")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for prepare/evaluate")
-    p.add_argument("overrides", nargs="*", help="config overrides key=value")
+    p.add_argument("--checkpoint", default="final", choices=["final", "best"],
+                   help="checkpoint the cross-validation and submission predict with (default "
+                        "final)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="accept other settings than OUT was made with: redo what they change")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value (inference.* ones act "
+                   "at prediction time only)")
 
     p = add("demo", cmd_demo, "the demo on synthetic data (what `make demo` runs)")
     p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")
     p.add_argument("--submissions", help="where the validated submission folders go "
-                   "(default: submissions/output of this repository)")
+                   "(default: OUT/submissions)")
+
+    add("entries", cmd_entries, "list the reproduced entries with their descriptions and profiles")
     return parser
 
 
@@ -366,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verbose and args.quiet:
+        parser.error("pass at most one of --verbose and --quiet")
+    configure_logging(1 if args.verbose else -1 if args.quiet else 0)
     try:
         return args.handler(args)
     except BratsInputError as exc:

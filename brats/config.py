@@ -39,6 +39,10 @@ class DataConfig:
     are removed from each side of the target for networks with valid convolutions. ``roi``
     restricts sampling to a reference region's box plus ``roi_margin`` voxels; ``lgg_weight``
     makes LGG cases that much likelier; ``require_foreground`` re-draws patches without target.
+    ``augmentation_backend``: ``device`` (default: loader workers read blocks and draw
+    parameters, the training device augments whole batches, trilinear resampling;
+    :mod:`brats.training.batch_augment`) or ``scipy`` (the exact original: each worker augments
+    its patch with cubic splines; :mod:`brats.training.augment`).
     """
 
     patch_size: tuple[int, int, int] = (128, 128, 128)
@@ -55,6 +59,7 @@ class DataConfig:
     roi_margin: int = 5
     lgg_weight: float = 1.0
     require_foreground: bool = False
+    augmentation_backend: str = "device"
     workers: int = 4
 
 

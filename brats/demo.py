@@ -1,8 +1,9 @@
 """The demo behind ``make demo``: synthetic BraTS 2017 data → checks → ``brats reproduce`` of the
-three entries with the ``quick`` profile → validated submission folders under
-``submissions/output/<entry>/`` → leaderboard table and figures.
+three entries with the ``quick`` profile → validated submission folders (default
+``<out>/submissions/<entry>/``) → leaderboard table and figures.
 
-Everything else goes under one working folder; a second run reuses what the first made (no
+Everything goes under one working folder (``make demo`` publishes the submissions to the
+checkout's ``submissions/output/`` instead); a second run reuses what the first made (no
 retraining). The synthetic grid is 80×80×52 (3 mm voxels) so that CPU training takes minutes.
 """
 
@@ -17,7 +18,7 @@ from brats.data.layouts import discover
 from brats.errors import BratsInputError
 from brats.io import write_text
 from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
-from brats.reproduce import SUBMISSIONS_DIR, reproduce
+from brats.reproduce import reproduce
 from brats.submission import require_valid_submission, zip_submission
 from brats.synth.generator import generate_dataset
 from brats.viz import plot_case, save_figure
@@ -68,8 +69,8 @@ def publish_submission(source: Path, target: Path, images: Path) -> Path:
 
 def run_demo(out: Path, progress: bool = True, submissions: Path | None = None) -> None:
     """Run the demo in ``out`` and print what it made; submission folders go to
-    ``submissions/<entry>/`` (default: the repository's ``submissions/output``)."""
-    submissions = SUBMISSIONS_DIR / "output" if submissions is None else submissions
+    ``submissions/<entry>/`` (default: ``out/submissions``)."""
+    submissions = out / "submissions" if submissions is None else submissions
     data = out / "data"
     train, val = data / "Brats17TrainingData", data / "Brats17ValidationData"
     total = len(ENTRIES) + 3

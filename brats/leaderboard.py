@@ -1,8 +1,10 @@
 """``brats leaderboard``: mean scores per method and the BraTS rank-then-aggregate score.
 
-Ranking (``ecosystem.md`` §3.3): every method is ranked on each case, for each region (WT, TC,
-ET) and each metric (Dice, HD95), with ties sharing the best rank (``min``); the ranking score is
-the mean of those ranks (lower is better), also given divided by the number of methods.
+Ranking, the BraTS 2017–2020 scheme (BraTS 2020 design document, zenodo.org/record/3718904, as
+implemented in nnU-Net's ``Task082_BraTS_2020.py``, MIC-DKFZ/nnUNet @3d8be214): every method is
+ranked on each case, for each region (WT, TC, ET) and each metric (Dice, HD95), with ties sharing
+the best rank (``min``); the ranking score is the mean of those ranks (lower is better), also
+given divided by the number of methods.
 """
 
 from __future__ import annotations

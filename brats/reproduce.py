@@ -1,7 +1,9 @@
 """``brats reproduce ENTRY``: prepare → train every fold of every member → cross-validation
 predictions and metrics → validation submission → the entry's leaderboard row.
 
-Every step skips what is already done, so re-running the same command resumes.
+The output folder's ``manifest.json`` records the settings. Every step skips what is already
+done, so re-running the same command resumes; re-running with other settings is refused unless
+``overwrite`` (``--overwrite``), which redoes what the change affects.
 """
 
 from __future__ import annotations
@@ -13,33 +15,32 @@ from typing import Any
 
 import pandas as pd
 
-from brats.config import load_config
+from brats.config import EntryConfig, load_config, to_dict
+from brats.data.case import Case
+from brats.data.layouts import discover
+from brats.entries import resolve_entry
 from brats.errors import BratsInputError
 from brats.evaluation import evaluate_folder
-from brats.inference.predictor import predict_folder
+from brats.inference.predictor import (
+    CHECKPOINTS,
+    member_settings,
+    predict_cases,
+    predict_folder,
+    split_overrides,
+)
 from brats.io import write_text
 from brats.leaderboard import REGION_ORDER, to_markdown
+from brats.manifest import (
+    diff_settings,
+    prepare_outputs,
+    read_manifest,
+    require_same,
+    write_manifest,
+)
 from brats.preprocess.cache import prepare_dataset
-from brats.submission import require_valid_submission, zip_submission
+from brats.submission import require_valid_submission, submission_name, zip_submission
 from brats.training.splits import load_or_make_splits
-from brats.training.trainer import Trainer, training_cases
-
-SUBMISSIONS_DIR = Path(__file__).resolve().parents[1] / "submissions"
-
-
-def resolve_entry(entry: str) -> Path:
-    """A config path, or the name of a config in the repository's ``submissions/`` folder."""
-    path = Path(entry)
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise BratsInputError(f"{path}: config file not found")
-        return path
-    candidate = SUBMISSIONS_DIR / f"{entry}.yaml"
-    if not candidate.is_file():
-        known = sorted(p.stem for p in SUBMISSIONS_DIR.glob("*.yaml"))
-        raise BratsInputError(f"unknown entry {entry!r}; known: {', '.join(known) or 'none'} "
-                              f"(or pass a .yaml path)")
-    return candidate
+from brats.training.trainer import Trainer, select_device, training_cases
 
 
 def leaderboard_row(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -51,18 +52,108 @@ def leaderboard_row(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame([row], index=pd.Index([name], name="method"))
 
 
+#: Settings that change speed or logging only: a re-run may change them freely.
+SPEED_ONLY = ("data.workers", "train.tensorboard")
+
+
+def reproduce_settings(config: EntryConfig, checkpoint: str, data_dir: str | os.PathLike[str],
+                       validation_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """What a reproduction depends on: each member's resolved config (inference included), the
+    checkpoint choice and the datasets."""
+    members = {}
+    for name in config.member_names:
+        resolved = to_dict(config.member(name))
+        del resolved["members"]
+        members[name] = resolved
+    return {"entry": config.entry, "combine": config.combine, "members": members,
+            "checkpoint": checkpoint, "data": str(Path(data_dir).resolve()),
+            "validation": None if validation_dir is None else str(Path(validation_dir).resolve())}
+
+
+def _record(out: Path, settings: dict[str, Any], ignore: list[str], overwrite: bool,
+            entry: str) -> None:
+    """Compare with the manifest of an earlier reproduction in ``out``, then write ours.
+
+    Raises:
+        BratsInputError: ``out`` was made by another command, or by other settings without
+            ``overwrite``.
+    """
+    old = read_manifest(out)
+    if old is not None:
+        if old["kind"] != "reproduce":
+            raise BratsInputError(f"{out} holds the output of `brats {old['kind']}`, not of "
+                                  "brats reproduce; choose a new --out")
+        if not overwrite:
+            require_same(out, "reproduce", settings, ignore)
+        diffs = diff_settings(old["settings"], settings, ignore)
+        if diffs:
+            print(f"[{entry}] settings changed ({'; '.join(diffs)}): redoing what depends on them")
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "reproduce", settings)
+
+
+def _cases(data_dir: str | os.PathLike[str], release: str, ids: list[str]) -> list[Case]:
+    wanted = set(ids)
+    return [c for c in discover(data_dir, release) if c.id in wanted]
+
+
+def cross_validate(fold_runs: list[list[Path]], splits: list[dict[str, list[str]]],
+                   data_dir: str | os.PathLike[str], release: str, cv_dir: Path,
+                   checkpoint: str = "final", overrides: dict[str, Any] | None = None,
+                   device: str | None = None, overwrite: bool = False,
+                   progress: bool = True) -> None:
+    """Predict every fold's validation cases with that fold's runs into one folder.
+
+    ``cv_dir`` gets a manifest (kind ``cross-validation``: every fold's members and cases);
+    matching settings resume, other settings are an error unless ``overwrite`` (then the folder
+    is cleared of its own predictions and redone).
+    """
+    dev = select_device(device)
+    members, paths = member_settings([r for runs in fold_runs for r in runs], checkpoint,
+                                     overrides)
+    all_ids = [i for split in splits for i in split["val"]]
+    settings = {"input": str(Path(data_dir).resolve()), "release": release,
+                "checkpoint": checkpoint, "members": members,
+                "folds": [split["val"] for split in splits]}
+    prepare_outputs({cv_dir: [submission_name(i) for i in all_ids]}, "cross-validation",
+                    settings, resume=True, overwrite=overwrite, runs=paths)
+    for fold, (runs, split) in enumerate(zip(fold_runs, splits)):
+        print(f"cross-validation predictions, fold {fold + 1}/{len(splits)}")
+        predict_cases(runs, _cases(data_dir, release, split["val"]), cv_dir, None, dev,
+                      checkpoint, overrides, progress)
+
+
 def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               validation_dir: str | os.PathLike[str] | None = None, profile: str | None = None,
               overrides: dict[str, Any] | None = None, device: str | None = None, jobs: int = 1,
+              checkpoint: str = "final", overwrite: bool = False,
               progress: bool = True) -> dict[str, Any]:
     """Run the whole reproduction of one entry; see the module docstring.
+
+    ``out_dir/manifest.json`` (kind ``reproduce``) records :func:`reproduce_settings`. A re-run
+    with the same settings resumes; with other settings it is an error listing the differences,
+    unless ``overwrite``: then runs trained with another config start again (or train on to a
+    larger ``train.epochs``), and the cross-validation and submission predictions are redone
+    when their checkpoints or inference settings changed. ``inference.*`` overrides act at
+    prediction time only (the runs keep training with the config file's inference settings).
+
+    Args:
+        checkpoint: ``final`` (default, as the entries submitted) or ``best``
+            (:func:`brats.inference.predictor.checkpoint_file`).
 
     Returns:
         ``{"config", "metrics" (DataFrame), "row" (DataFrame), "submission" (Path or None)}``.
     """
-    config = load_config(resolve_entry(entry), profile, overrides)
+    path = resolve_entry(entry)
+    inference, training = split_overrides(overrides)
+    config = load_config(path, profile, overrides)
+    if checkpoint not in CHECKPOINTS:
+        raise BratsInputError(f"checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
+    train_config = load_config(path, profile, training)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _record(out, reproduce_settings(config, checkpoint, data_dir, validation_dir),
+            [f"members.{name}.{key}" for name in config.member_names for key in SPEED_ONLY],
+            overwrite, config.entry)
     cache = out / "cache"
     print(f"[{config.entry}] prepare {data_dir} → {cache}")
     records = prepare_dataset(data_dir, cache, jobs=jobs, progress=progress)
@@ -75,26 +166,26 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     for fold in range(config.train.folds):
         for name in config.member_names:
             print(f"[{config.entry}] train member {name}, fold {fold + 1}/{config.train.folds}")
-            member = config.member(name)
+            member = train_config.member(name)
             if member.train.init_from in config.member_names:
                 member = replace(member, train=replace(
                     member.train, init_from=str(runs / member.train.init_from / f"fold{fold}")))
             Trainer(member, cache, runs / name / f"fold{fold}", fold=fold, device=device,
-                    resume=True, progress=progress, member=name).fit()
+                    resume=True, progress=progress, member=name, overwrite=overwrite).fit()
     cv_dir = out / "cv_predictions"
-    for fold, split in enumerate(splits):
-        print(f"[{config.entry}] cross-validation predictions, fold {fold + 1}")
-        predict_folder([runs / name / f"fold{fold}" for name in config.member_names], data_dir,
-                       cv_dir, release=release, device=device, cases=split["val"],
-                       progress=progress)
+    print(f"[{config.entry}] cross-validation predictions → {cv_dir}")
+    cross_validate([[runs / name / f"fold{fold}" for name in config.member_names]
+                    for fold in range(config.train.folds)], splits, data_dir, release, cv_dir,
+                   checkpoint, inference, device, overwrite, progress)
     metrics = evaluate_folder(cv_dir, data_dir, release=release, jobs=jobs, progress=progress)
     write_text(metrics.to_csv(index=False), out / "cv_metrics.csv")
     submission = None
     if validation_dir is not None:
         sub_dir = out / "submission"
         print(f"[{config.entry}] predict {validation_dir} with all folds → {sub_dir}")
-        predict_folder([runs], validation_dir, sub_dir, device=device,
-                       probabilities_dir=out / "probabilities", progress=progress)
+        predict_folder([runs], validation_dir, sub_dir, device=device, overrides=inference,
+                       probabilities_dir=out / "probabilities", checkpoint=checkpoint,
+                       resume=True, overwrite=overwrite, progress=progress)
         require_valid_submission(sub_dir, validation_dir, progress=progress)
         zip_path = out / "submission.zip"
         submission = zip_submission(sub_dir, zip_path, overwrite=True)
@@ -103,4 +194,3 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     print(f"[{config.entry}] cross-validation on {metrics['case'].nunique()} case(s):")
     print(to_markdown(row), end="")
     return {"config": config, "metrics": metrics, "row": row, "submission": submission}
-

@@ -1,9 +1,11 @@
 """Challenge submissions: write one label map per case, check a folder as the portals do, zip it.
 
-Rules (``ecosystem.md`` §2): one single-channel, 3-D, integer (uint8) NIfTI per case named
-``<case id>.nii.gz``, with the geometry (shape, affine) of the case's own input images and the
-label values of the release (ET is 4 up to 2022 and 3 from 2023: writing 3 for a 2017
-submission silently zeroes ET on the official scorer). Archives are flat.
+Rules: one single-channel, 3-D, integer (uint8) NIfTI per case named ``<case id>.nii.gz``
+(the CBICA portal's task pages; both original 2017 entries' writers, MIC-DKFZ/BraTS2017
+``save_pred_seg_as_nifti.py`` and taigw/brats17 ``test.py``), with the geometry (shape, affine)
+of the case's own input images (CaPTk ``Utilities.cxx`` refuses misaligned images) and the label
+values of the release (ET is 4 up to 2022 and 3 from 2023: writing 3 for a 2017 submission
+silently zeroes ET on the official scorer). Archives are flat.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from brats.data.nifti import read_nifti, write_nifti
 from brats.data.releases import Release, get_release
 from brats.errors import BratsInputError
 from brats.io import atomic_path
+from brats.manifest import MANIFEST_NAME
 
 LEGACY_RELEASES = ("2017", "2018", "2019", "2020", "2021")
 
@@ -89,7 +92,8 @@ def check_submission(submission_dir: str | os.PathLike[str], images_dir: str | o
     """Check a submission folder against the case list of an image folder, as the portals do.
 
     Checks that every case has exactly one prediction named ``<case id>.nii.gz``, nothing extra
-    (hidden files are ignored, sub-folders are not allowed), each file reads as a 3-D integer
+    (hidden files and the ``manifest.json`` of ``brats predict``, which :func:`zip_submission`
+    leaves out, are ignored; sub-folders are not allowed), each file reads as a 3-D integer
     volume with the shape and affine of the case's images and the release's labels; uint8 and
     BraTS space (2017–2021) are recommended and reported as warnings.
 
@@ -104,7 +108,8 @@ def check_submission(submission_dir: str | os.PathLike[str], images_dir: str | o
     rel = get_release(cases[0].release)
     convention = get_convention(rel.convention)
     rows: list[tuple[str, str, str, str]] = []
-    entries = {p.name: p for p in sub.iterdir() if not p.name.startswith((".", "__", "~"))}
+    entries = {p.name: p for p in sub.iterdir()
+               if not p.name.startswith((".", "__", "~")) and p.name != MANIFEST_NAME}
     expected = {submission_name(c.id): c for c in cases}
     for name, entry in sorted(entries.items()):
         if entry.is_dir():

@@ -108,7 +108,7 @@ class MSNet(nn.Module):
 
     G. Wang, W. Li, S. Ourselin, T. Vercauteren, "Automatic Brain Tumor Segmentation using Cascaded
     Anisotropic Convolutional Neural Networks", BrainLes 2017, LNCS 10670, https://arxiv.org/abs/1709.00382.
-    Rebuilt layer by layer from ``util/MSNet.py`` of github.com/taigw/brats17 (methods.md §3.3).
+    Rebuilt layer by layer from ``util/MSNet.py`` of github.com/taigw/brats17 @d44297e.
 
     Axes: tensors are (B, C, D, H, W) where D, the first spatial axis, is the **slice axis of the
     current view** (axial, sagittal or coronal; permute the (X, Y, Z) volume before calling) and H, W
@@ -137,15 +137,17 @@ class MSNet(nn.Module):
     11-slice outputs. D ≥ 9. H and W must be multiples of :attr:`divisor`, 4 with two in-plane
     downsamplings (WNet, TNet) and 2 with one (ENet); in-plane, output and input sizes are equal.
     Examples: WNet (1, 4, 19, 144, 144) → (1, 2, 11, 144, 144); ENet (1, 4, 19, 64, 64) →
-    (1, 2, 11, 64, 64). A slab loop tiles the volume's slice axis with these outputs (methods.md §3.5).
+    (1, 2, 11, 64, 64). A slab loop tiles the volume's slice axis with these outputs (the
+    original's ``test.py``).
 
     Details kept from the original (NiftyNet 0.2): BN ε = 1e-5 and decay 0.9 (PyTorch momentum 0.1);
     channel-wise PReLU starting at α = 0; weights ~ truncated normal, std √(2 / fan_in); no biases,
     not even on the final classifier. Parameters (BN γ, β and PReLU α included): 214,470 for
-    WNet/TNet and 204,396 for ENet with the defaults (methods.md: ≈ 214 k and ≈ 204 k). The transposed
-    convolutions use PyTorch's symmetric padding; TensorFlow's 'SAME' pads asymmetrically, which
-    shifts both the downsampling grid and the upsampling by one fine pixel, consistently, so the
-    architecture and shapes are identical but ported TF weights would land one pixel off.
+    WNet/TNet and 204,396 for ENet with the defaults (the original's layers: ≈ 214 k, ≈ 204 k).
+    The transposed convolutions use PyTorch's symmetric padding; TensorFlow's 'SAME' pads
+    asymmetrically, which shifts both the downsampling grid and the upsampling by one fine pixel,
+    consistently, so the architecture and shapes are identical but ported TF weights would land
+    one pixel off.
 
     Args:
         in_channels: input modalities (4: FLAIR, T1, T1c, T2 in the original order).

@@ -1,5 +1,6 @@
 """The Wang et al. 2017 cascade's morphology: closing, component filters, boxes and the final
-fusion of the WT, TC and ET masks (``methods.md`` §3.5; original ``test.py``).
+fusion of the WT, TC and ET masks (``test.py`` and ``util/train_test_func.py`` of taigw/brats17
+@d44297e).
 
 Sizes are given in mm³ and converted with the voxel volume, so the 2000-voxel and 30-voxel
 rules of the original (1 mm BraTS grids) keep their meaning on other grids.

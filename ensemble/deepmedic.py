@@ -227,7 +227,7 @@ class Pathway(nn.Module):
 # ------------------------------------------------------------------------------------------
 
 class ReceptiveField(NamedTuple):
-    """Receptive field of a :class:`DeepMedic` per axis (methods.md §4.3.1: 17, 17 ≈ 51, 19, ≈ 53)."""
+    """Receptive field of a :class:`DeepMedic` per axis (v0.6 BraTS config: 17, 17 ≈ 51, 19, ≈ 53)."""
 
     #: Normal pathway, in voxels (17 = 1 + 8 · 2).
     normal: int
@@ -251,7 +251,7 @@ class DeepMedic(nn.Module):
     K. Kamnitsas et al., "Ensembles of Multiple Models and
     Architectures for Robust Brain Tumour Segmentation", BrainLes 2017, LNCS 10670,
     https://arxiv.org/abs/1711.01468. Rebuilt from github.com/deepmedic/deepmedic v0.6
-    (``modelConfig.cfg``, ``pathways.py``, ``cnnLayerTypes.py``, ``cnn3d.py``; methods.md §4.3.1).
+    @8ae281d (``modelConfig.cfg``, ``pathways.py``, ``cnnLayerTypes.py``, ``cnn3d.py``).
 
     * Normal pathway on the normal-resolution segment and subsampled pathway (separate weights) on
       the segment sampled every ``subsample_factor``-th voxel: eight valid 3×3×3 convolutions each
@@ -276,8 +276,9 @@ class DeepMedic(nn.Module):
     the BN epsilon is 1e-5 instead of ≈ 1.2e-38.
 
     Parameters with the defaults and 4 input channels: 623,708 in the two pathways + 429,304 in the
-    FC and classification layers = 1,053,012 for 4 classes, 1,053,163 for DeepMedic's 5 (methods.md:
-    ≈ 1.05 M); the wide variant (``width_multiplier=2``) has 4,192,212 for 4 classes.
+    FC and classification layers = 1,053,012 for 4 classes, 1,053,163 for DeepMedic's 5 (v0.6
+    ``modelConfig.cfg``: ≈ 1.05 M); the wide variant (``width_multiplier=2``) has 4,192,212 for
+    4 classes.
 
     Input constraint: the output is ``normal − 16`` voxels per axis, so the normal segment needs at
     least 17 voxels, and the subsampled segment must be ``ceil(output / 3) + 16`` voxels per axis.
@@ -504,9 +505,10 @@ def deepmedic_wide(in_channels: int = 4, num_classes: int = 4, width_multiplier:
     """EMMA's wider DeepMedic member: :class:`DeepMedic` with every feature-map count doubled.
 
     Pathways 60, 60, 80, 80, 80, 80, 100, 100 and FC 300, 300 feature maps (4,192,212 parameters
-    for 4 input channels and 4 classes). The width is UNCONFIRMED (methods.md §4.3.1 recalls
-    "about double"; DeepMedic's own ``modelConfig_wide1.cfg`` dates from 2019 and is not
-    evidence). ``kwargs`` are further :class:`DeepMedic` arguments.
+    for 4 input channels and 4 classes). The width is UNCONFIRMED (a recollection of the EMMA
+    paper, arXiv:1711.01468, whose body could not be checked: "about double"; DeepMedic's own
+    ``modelConfig_wide1.cfg`` dates from 2019 and is not evidence). ``kwargs`` are further
+    :class:`DeepMedic` arguments.
     """
     return DeepMedic(in_channels, num_classes, width_multiplier=width_multiplier, **kwargs)
 

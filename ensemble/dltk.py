@@ -9,8 +9,8 @@ DeepMedic with 3-D FCNs and 3-D U-Nets whose configuration was never published. 
 (github.com/DLTK/DLTK), the TensorFlow toolkit of the same Imperial group, ships a residual FCN
 (``dltk/networks/segmentation/fcn.py``, ``residual_fcn_3d``) and a residual U-Net (``unet.py``,
 ``residual_unet_3d`` and ``asymmetric_residual_unet_3d``) from that period; this module rebuilds
-them layer by layer (methods.md §4.3.2–4.3.4). That EMMA's members *were* these networks, with
-these defaults, is UNCONFIRMED.
+them layer by layer (DLTK ``dltk/core/residual_unit.py``, ``fcn.py``, ``unet.py``). That EMMA's
+members *were* these networks, with these defaults, is UNCONFIRMED.
 
 TensorFlow details kept: ``padding='same'`` (for a size divisible by the stride, a kernel k at
 stride s pads ``(k − s) // 2`` voxels before and the rest after: :class:`SameConv3d`), batch norm
@@ -319,10 +319,10 @@ class ResidualFCN(nn.Module):
 
     J. Long et al., "Fully convolutional networks for semantic segmentation", CVPR 2015, with the
     pre-activation residual units of K. He et al., "Identity mappings in deep residual networks",
-    ECCV 2016, as written in DLTK (methods.md §4.3.4). EMMA's FCN members were "3-D adaptations of
-    Long et al.'s FCN" in several variants (loss, sampling); their depth, widths and upsampling are
-    UNCONFIRMED (methods.md §4.3.2), and this DLTK network with its defaults is the most plausible
-    reconstruction, not a documented one.
+    ECCV 2016, as written in DLTK (``fcn.py``, ``residual_unit.py``). EMMA's FCN members were
+    "3-D adaptations of Long et al.'s FCN" in several variants (loss, sampling); their depth,
+    widths and upsampling are UNCONFIRMED (the EMMA paper's body could not be checked), and this
+    DLTK network with its defaults is the most plausible reconstruction, not a documented one.
 
     * Encoder (:class:`ResidualEncoder`): a 3³ conv to ``filters[0]``; per coarser scale a strided
       :class:`ResidualUnit` (4³ kernel at stride 2, max-pooled and zero-padded shortcut) and
@@ -396,10 +396,10 @@ class ResidualUNet(nn.Module):
     """Residual 3-D U-Net, DLTK's ``residual_unet_3d``: EMMA's U-Net members, reconstructed (UNCONFIRMED).
 
     O. Ronneberger et al., "U-Net", MICCAI 2015 / Ö. Çiçek et al., "3D U-Net", MICCAI 2016, with
-    the pre-activation residual units of He et al. 2016, as written in DLTK (methods.md §4.3.4).
+    the pre-activation residual units of He et al. 2016, as written in DLTK (``unet.py``).
     EMMA's two U-Net members differed "in upsampling or other choices"; their configuration is
-    UNCONFIRMED (methods.md §4.3.3), and this DLTK network with its defaults is the most plausible
-    reconstruction, not a documented one.
+    UNCONFIRMED (the EMMA paper's body could not be checked), and this DLTK network with its
+    defaults is the most plausible reconstruction, not a documented one.
 
     * Encoder: as :class:`ResidualFCN` (:class:`ResidualEncoder`).
     * Decoder, coarse to fine, per scale s: ×``strides[s + 1]`` upsampling (:class:`Upsample3d`) of

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny NIfTI cases written in any release's layout."""
+"""Shared fixtures: tiny NIfTI cases written in any release's layout; logger state restored."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 from brats.data.geometry import brats_affine
 from brats.data.writer import write_case
+from brats.logs import LOGGERS
 
 SMALL = (20, 18, 12)
 
@@ -68,3 +71,16 @@ def synthetic_cache(root: Path, cases: int, seed: int,
     generate_dataset(root / "data", cases=cases, seed=seed, shape=shape, progress=False)
     prepare_dataset(root / "data", root / "cache", progress=False)
     return root / "cache"
+
+
+@pytest.fixture(autouse=True)
+def restore_loggers() -> Iterator[None]:
+    """Leave the project's loggers as they were (``brats.cli.main`` configures them), around
+    every test."""
+    saved = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers))
+             for name in LOGGERS}
+    yield
+    for name, (level, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.handlers[:] = handlers

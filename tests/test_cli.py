@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from brats.cli import main
+from brats.cli import build_parser, main
+
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -114,3 +116,55 @@ def test_synth_writes_a_dataset_and_refuses_a_full_folder(
     assert sorted(p.name for p in out.iterdir()) == ["Brats17_SYNVAL_001_1", "Brats17_SYNVAL_002_1"]
     code, _, err = run(["synth", str(out), "--cases", "1", "--shape", "48", "48", "31"], capsys)
     assert code == 2 and "not empty" in err
+
+
+@pytest.mark.parametrize("argv, flags", [
+    (["check", "d"], (False, False, False)),
+    (["--no-progress", "check", "d"], (True, False, False)),
+    (["check", "d", "--no-progress"], (True, False, False)),
+    (["-v", "check", "d"], (False, True, False)),
+    (["check", "--verbose", "d"], (False, True, False)),
+    (["--quiet", "--no-progress", "train", "isensee2017", "--data", "c", "--out", "r"],
+     (True, False, True)),
+    (["-q", "entries", "--no-progress"], (True, False, True)),
+])
+def test_global_flags_before_or_after_the_subcommand(argv: list[str],
+                                                     flags: tuple[bool, bool, bool]) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.no_progress, args.verbose, args.quiet) == flags
+
+
+def test_no_progress_before_the_subcommand_hides_the_bars(
+        tiny_2017: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tiny_2017)]) == 0
+    assert "2/2" in capsys.readouterr().err
+    assert main(["--no-progress", "check", str(tiny_2017)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_verbosity_flags_configure_logging(capsys: pytest.CaptureFixture[str]) -> None:
+    log = logging.getLogger("brats.training.trainer")
+    for flags, shown in (([], ["info", "warning"]), (["-q"], ["warning"]),
+                         (["--verbose"], ["debug", "info", "warning"])):
+        assert main([*flags, "entries"]) == 0
+        capsys.readouterr()
+        for level in ("debug", "info", "warning"):
+            getattr(log, level)(f"{level} line")
+        err = capsys.readouterr().err
+        assert [w for w in ("debug", "info", "warning") if f"{w} line" in err] == shown
+    with pytest.raises(SystemExit) as exc:
+        main(["-v", "entries", "-q"])
+    assert exc.value.code == 2
+    assert "at most one of --verbose and --quiet" in capsys.readouterr().err
+
+
+def test_entries_lists_each_entry_with_description_and_profiles(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["entries"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[::2]] == ["isensee2017", "kamnitsas2017",
+                                                         "wang2017"]
+    assert lines[0] == ("isensee2017: residual 3D U-Net, 128³ patches, multi-class soft Dice, "
+                        "mirror TTA, 5-fold ensemble")
+    assert lines[1::2] == ["    profiles: paper, quick"] * 3

@@ -46,3 +46,22 @@ def test_core_does_not_import_method_packages() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in ("cascade", "ensemble"), f"{path} imports {name}"
+
+
+def _imported_top_level_names() -> set[str]:
+    names = set()
+    for package in ("brats", "cascade", "ensemble"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_runtime_dependency_is_imported() -> None:
+    import_names = {"pyyaml": "yaml"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {import_names.get(_name(r), _name(r)) for r in project["dependencies"]}
+    assert required - _imported_top_level_names() == set()

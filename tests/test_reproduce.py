@@ -58,9 +58,9 @@ def test_train_then_predict_with_shards(datasets: tuple[Path, Path], tmp_path: P
                  "--profile", "quick", "--no-progress", *TINY]) == 0
     assert (run / "checkpoint_last.pt").is_file() and (run / "config.yaml").is_file()
     preds = tmp_path / "preds"
-    for shard in ("1/2", "2/2"):
+    for shard in ("1/2", "2/2"):  # processes sharing a folder each pass --continue
         assert main(["predict", str(run), "--input", str(val), "--output", str(preds), "--tta",
-                     "1", "--shard", shard, "--no-progress"]) == 0
+                     "1", "--shard", shard, "--continue", "--no-progress"]) == 0
     files = sorted(preds.glob("*.nii.gz"))
     assert [f.name for f in files] == ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]
     image = nib.load(next(val.rglob("Brats17_SYNVAL_001_1_t1.nii.gz")))
@@ -70,9 +70,11 @@ def test_train_then_predict_with_shards(datasets: tuple[Path, Path], tmp_path: P
     capsys.readouterr()
     assert main(["train", "isensee2017", "--data", str(cache), "--out", str(run), "--profile",
                  "quick", "--no-progress", *TINY]) == 2
-    assert "pass --resume" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "nothing"), "--input", str(val), "--output",
-                 str(preds), "--no-progress"]) == 0  # every case already predicted: nothing loads
+    assert "other settings (fold: None → 0)" in capsys.readouterr().err
+    stamp = files[0].stat().st_mtime_ns
+    assert main(["predict", str(run), "--input", str(val), "--output", str(preds), "--tta", "1",
+                 "--continue", "--no-progress"]) == 0  # every case already predicted
+    assert files[0].stat().st_mtime_ns == stamp
     assert main(["predict", str(tmp_path / "nothing"), "--input", str(val), "--output",
                  str(tmp_path / "p2"), "--no-progress"]) == 2
     assert "run folder not found" in capsys.readouterr().err

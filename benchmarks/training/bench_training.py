@@ -83,11 +83,12 @@ class InputSpec:
 SPECS: dict[str, InputSpec] = {
     "isensee_unet": InputSpec(patch=(128, 128, 128), batch=2, small_patch=(64, 64, 64), small_batch=1,
                               loss="soft_dice", lr=5e-4,
-                              source="methods.md §2.4: 128³ patches, batch 2, Adam 5e-4"),
+                              source="MIC-DKFZ/BraTS2017 @dfc244c train_network.py: 128³ patches, "
+                                     "batch 2, Adam 5e-4"),
     # Wang et al.: (B, 4, D, H, W) slabs, D = slice axis of the view, output D − 8 slices (cascade.nets)
     **{name: InputSpec(patch=(19, hw, hw), batch=5, small_patch=(19, small, small), small_batch=1,
                        loss="wang_dice", lr=1e-3, kwargs={"num_classes": 2},
-                       source=f"methods.md §3.4: 19×{hw}×{hw} slabs, batch 5, Adam 1e-3")
+                       source=f"taigw/brats17 @d44297e config17: 19×{hw}×{hw} slabs, batch 5, Adam 1e-3")
        for name, hw, small in (("wang_wnet", 144, 48), ("wang_tnet", 96, 48), ("wang_enet", 64, 32))},
 }
 #: Modules imported first, when present, so method packages register their networks and losses.

@@ -3,6 +3,7 @@ members' probability maps, paste back into the original grid, write submissions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,12 +14,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from brats.config import InferenceConfig, from_dict, import_package
+from brats.config import InferenceConfig, from_dict, import_package, to_dict
 from brats.data.case import Case, CaseData
 from brats.data.layouts import discover
 from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, probabilities_to_labels, save_probabilities
 from brats.inference.tta import predict_with_tta
+from brats.manifest import file_fingerprint, prepare_outputs
 from brats.nets import build_network
 from brats.preprocess.crop import Box, bounding_box, brain_mask, crop, paste_back
 from brats.preprocess.normalize import zscore
@@ -61,25 +63,123 @@ def find_runs(paths: list[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
-def load_member(run: str | os.PathLike[str], device: torch.device, which: str = "best",
-                overrides: dict[str, Any] | None = None) -> Member:
-    """Load one run's network (best checkpoint if there is one and ``which="best"``, else last).
+#: ``--checkpoint`` choices → file in a run folder.
+CHECKPOINTS = {"final": LAST, "best": BEST}
 
-    ``overrides`` replace inference settings of the run's config (e.g. ``{"num_mirrors": 1}``).
+
+def checkpoint_file(run: str | os.PathLike[str], which: str = "final") -> Path:
+    """The checkpoint of a run folder (a checkpoint file is used as given).
+
+    ``final`` is ``checkpoint_last.pt``, the weights after the last epoch: what the original
+    entries submitted and what the cross-validation scores use. ``best`` is
+    ``checkpoint_best.pt``, the epoch with the highest mean pseudo-Dice on the fold's validation
+    patches; those are the cases the cross-validation scores, so it is used only when asked.
+
+    Raises:
+        BratsInputError: unknown ``which``, or the run has no such checkpoint (no ``best`` for a
+            run trained without validation, e.g. ``--fold all``).
     """
+    if which not in CHECKPOINTS:
+        raise BratsInputError(f"checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
     path = Path(run)
-    if path.is_dir():
-        path = path / (BEST if which == "best" and (path / BEST).is_file() else LAST)
+    if path.is_file():
+        return path
+    target = path / CHECKPOINTS[which]
+    if target.is_file():
+        return target
+    if which == "best":
+        raise BratsInputError(f"{path}: no {BEST}; the run kept no best epoch (trained without "
+                              "validation patches, e.g. --fold all); use --checkpoint final")
+    raise BratsInputError(f"{path}: no {LAST}; is this a `brats train` run folder?")
+
+
+def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"inference.amp": True, "train.epochs": 2}`` → ``({"amp": True}, {"train.epochs": 2})``.
+
+    The inference settings lose their ``inference.`` prefix and are checked against
+    :class:`InferenceConfig` (an ``inference`` key holding a dict counts as well).
+
+    Raises:
+        BratsInputError: an unknown inference key or a value of the wrong type.
+    """
+    inference: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        section, _, name = str(key).partition(".")
+        if section == "inference" and name:
+            inference[name] = value
+        elif key == "inference" and isinstance(value, dict):
+            inference.update(value)
+        else:
+            rest[key] = value
+    from_dict(InferenceConfig, inference, "inference")
+    return inference, rest
+
+
+def inference_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``inference.*`` overrides of ``brats predict``/``ensemble``, prefix removed.
+
+    Raises:
+        BratsInputError: any other key (the message lists the valid ones), or a bad value.
+    """
+    inference, rest = split_overrides(overrides)
+    if rest:
+        key = next(iter(rest))
+        valid = ", ".join(f"inference.{f.name}" for f in dataclasses.fields(InferenceConfig))
+        raise BratsInputError(f"override {key}={rest[key]!r}: only inference settings can change "
+                              f"at prediction time; valid keys: {valid}")
+    return inference
+
+
+def _inference(state: dict[str, Any], overrides: dict[str, Any] | None) -> InferenceConfig:
+    """The run's inference settings with ``overrides`` winning."""
+    return from_dict(InferenceConfig, {**state["config"]["inference"], **(overrides or {})},
+                     "inference")
+
+
+def _name(state: dict[str, Any]) -> str:
+    return f"{state['member']}/fold{state['fold']}" if state["fold"] is not None else state["member"]
+
+
+def load_member(run: str | os.PathLike[str], device: torch.device, which: str = "final",
+                overrides: dict[str, Any] | None = None) -> Member:
+    """Load one run's network from its ``final`` or ``best`` checkpoint (:func:`checkpoint_file`).
+
+    ``overrides`` replace inference settings of the run's stored config (e.g.
+    ``{"num_mirrors": 1}``, keys without the ``inference.`` prefix).
+    """
+    path = checkpoint_file(run, which)
     state = load_checkpoint(path, map_location="cpu")
     import_package(state["config"].get("package"))
     network = build_network(state["network"], in_channels=state["in_channels"],
                             num_classes=state["num_outputs"], **state["network_kwargs"])
     network.load_state_dict(state["model"])
     network.to(device).eval()
-    settings = {**state["config"]["inference"], **(overrides or {})}
-    name = f"{state['member']}/fold{state['fold']}" if state["fold"] is not None else state["member"]
-    return Member(name, network, from_dict(InferenceConfig, settings, "inference"),
-                  state["target"], state["intensity"], path, state["config"])
+    return Member(_name(state), network, _inference(state, overrides), state["target"],
+                  state["intensity"], path, state["config"])
+
+
+def member_settings(runs: list[Path], which: str = "final",
+                    overrides: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """What a prediction with these runs depends on, for manifests, without building networks.
+
+    Returns:
+        ``({member name: {"checkpoint", "file", "size", "sha256", "epoch", "inference"}},
+        {member name: run path})``; a name seen twice gets ``#2``, ``#3`` … appended.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    paths: dict[str, str] = {}
+    for run in runs:
+        path = checkpoint_file(run, which)
+        state = load_checkpoint(path, map_location="cpu")
+        name, k = _name(state), 2
+        while name in records:
+            name, k = f"{_name(state)}#{k}", k + 1
+        records[name] = {"checkpoint": which, "file": path.name, **file_fingerprint(path),
+                         "epoch": state["epoch"], "inference": to_dict(_inference(state, overrides))}
+        paths[name] = str(Path(run).resolve())
+    return records, paths
 
 
 def preprocess(data: CaseData) -> tuple[np.ndarray, Box]:
@@ -178,19 +278,66 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return k, n
 
 
+def output_files(output_dir: Path, probabilities_dir: Path | None, cases: list[Case]
+                 ) -> dict[Path, list[str]]:
+    """Folder → names of the files a prediction of ``cases`` writes there."""
+    folders = {output_dir: [submission_name(c.id) for c in cases]}
+    if probabilities_dir is not None:
+        names = [f"{c.id}{PROBABILITIES_SUFFIX}" for c in cases]
+        if probabilities_dir.resolve() == output_dir.resolve():
+            folders[output_dir] += names
+        else:
+            folders[probabilities_dir] = names
+    return folders
+
+
+def predict_cases(runs: list[Path], cases: list[Case], output_dir: Path,
+                  probabilities_dir: Path | None, device: torch.device, which: str = "final",
+                  overrides: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
+    """Predict the cases that lack their prediction (or probability map, when asked) with the
+    mean of ``runs``; the others are left alone. Returns every case's prediction file."""
+    def done(case: Case) -> bool:
+        return (output_dir / submission_name(case.id)).is_file() and (
+            probabilities_dir is None
+            or (probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}").is_file())
+
+    todo = [c for c in cases if not done(c)]
+    members = [load_member(r, device, which, overrides) for r in runs] if todo else []
+    for case in tqdm(todo, desc="predict", unit="case", disable=not progress):
+        labels, probs, box = predict_case(members, case, device)
+        if probabilities_dir is not None and probs is not None:
+            save_probabilities(probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}", probs,
+                               {"case_id": case.id, "box": [list(b) for b in box],
+                                "shape": list(labels.shape),
+                                "members": [m.name for m in members]})
+        write_submission(labels, case.images[0], output_dir / submission_name(case.id),
+                         release=case.release, overwrite=True)
+    return [output_dir / submission_name(c.id) for c in cases]
+
+
 def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathLike[str],
                    output_dir: str | os.PathLike[str], release: str | None = None,
                    device: str | None = None, overrides: dict[str, Any] | None = None,
                    probabilities_dir: str | os.PathLike[str] | None = None,
                    shard: str | None = None, cases: list[str] | None = None,
+                   checkpoint: str = "final", resume: bool = False, overwrite: bool = False,
                    progress: bool = True) -> list[Path]:
     """Predict every case of a dataset folder with the mean of the given runs.
 
-    Finished cases (their ``<id>.nii.gz`` exists) are skipped, so an interrupted run resumes and
-    several processes can share a folder with ``shard="K/N"`` (every N-th case from the K-th).
-    With ``probabilities_dir`` the mean class probabilities inside the brain box are also saved
-    there as ``<id>_probabilities.npz`` (float16), outside the submission folder so it stays
-    uploadable.
+    The output folder (and ``probabilities_dir``) gets a ``manifest.json`` (kind ``predict``):
+    input, release, checkpoint choice, each member's checkpoint file (size, sha256, epoch) and
+    resolved inference settings, the probabilities folder. A folder that is not empty is refused
+    unless ``resume`` (finish the missing cases; refused when the recorded settings differ) or
+    ``overwrite`` (remove what an earlier prediction recorded there, then start again; refused
+    when the folder holds anything else); with both, matching settings resume and others start
+    again. Processes sharing a folder with ``shard="K/N"`` (every N-th case from the K-th) each
+    pass ``resume``. With ``probabilities_dir`` the mean class probabilities inside the brain box
+    are also saved as ``<id>_probabilities.npz`` (float16); a case lacking its map is predicted
+    again.
+
+    Args:
+        checkpoint: ``final`` or ``best`` (:func:`checkpoint_file`).
+        overrides: inference settings replacing the runs' own, keys without ``inference.``.
 
     Returns:
         The prediction files of this shard (new and already present).
@@ -205,18 +352,15 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
             raise BratsInputError(f"{input_dir}: no case(s) {', '.join(missing[:5])}")
         all_cases = [c for c in all_cases if c.id in set(cases)]
     k, n = parse_shard(shard)
-    mine = all_cases[k - 1::n]
+    run_paths = find_runs(runs)
+    members, paths = member_settings(run_paths, checkpoint, overrides)
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in mine if not (out / submission_name(c.id)).is_file()]
-    members = [load_member(r, dev, overrides=overrides) for r in find_runs(runs)] if todo else []
-    for case in tqdm(todo, desc="predict", unit="case", disable=not progress):
-        labels, probs, box = predict_case(members, case, dev)
-        if probabilities_dir is not None and probs is not None:
-            save_probabilities(Path(probabilities_dir) / f"{case.id}{PROBABILITIES_SUFFIX}", probs,
-                               {"case_id": case.id, "box": [list(b) for b in box],
-                                "shape": list(labels.shape),
-                                "members": [m.name for m in members]})
-        write_submission(labels, case.images[0], out / submission_name(case.id),
-                         release=case.release)
-    return [out / submission_name(c.id) for c in mine]
+    probs = None if probabilities_dir is None else Path(probabilities_dir)
+    settings = {"input": str(Path(input_dir).resolve()),
+                "release": all_cases[0].release if all_cases else release,
+                "checkpoint": checkpoint, "members": members,
+                "probabilities": None if probs is None else str(probs.resolve())}
+    prepare_outputs(output_files(out, probs, all_cases), "predict", settings, resume=resume,
+                    overwrite=overwrite, runs=paths)
+    return predict_cases(run_paths, all_cases[k - 1::n], out, probs, dev, checkpoint, overrides,
+                         progress)

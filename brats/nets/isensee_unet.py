@@ -25,7 +25,7 @@ class IsenseeUNet(nn.Module):
     F. Isensee, P. Kickingereder, W. Wick, M. Bendszus, K. H. Maier-Hein, "Brain Tumor Segmentation
     and Radiomics Survival Prediction: Contribution to the BRATS 2017 Challenge", BrainLes 2017,
     LNCS 10670, https://arxiv.org/abs/1802.10508. Rebuilt layer by layer from ``build_net`` in
-    ``network_architecture.py`` of github.com/MIC-DKFZ/BraTS2017 (see ``methods.md`` §2.3).
+    ``network_architecture.py`` of github.com/MIC-DKFZ/BraTS2017 @dfc244c.
 
     Context pathway (f = ``base_filters``; 16, 32, 64, 128, 256 channels at levels 1–5):
 
@@ -47,11 +47,12 @@ class IsenseeUNet(nn.Module):
     every context module, biases on every conv, He-normal weights (gain √2, fan_in) and zero biases,
     except the final main-logit 1×1×1 conv, which the original left at Lasagne's default
     Glorot-uniform (``nn.init.xavier_uniform_``). Skips are concatenated before the upsampled path.
-    The original also kept dropout on at test time (methods.md §2.5); to reproduce that, put only
+    The original also kept dropout on at test time (its prediction function is compiled
+    non-deterministic, ``utils_validation.run_validation_mirroring``); to reproduce that, put only
     the ``nn.Dropout`` modules back in train mode after ``.eval()``.
 
     Parameters with the defaults: 9,478,732 conv weights and biases plus 5,056 norm affine
-    parameters = 9,483,788 (methods.md: ≈ 9.48 M plus ≈ 5 k).
+    parameters = 9,483,788 (the original's layers give ≈ 9.48 M plus ≈ 5 k).
 
     Input constraint: every spatial size must be divisible by 16 (four stride-2 levels); the output
     has the input's spatial size. Example: (2, 4, 128, 128, 128) → (2, 4, 128, 128, 128) logits;

@@ -2,6 +2,8 @@
 
 Per case the cache holds ``<id>_image.npy`` ((4, x, y, z), z-scored inside the brain, cropped to
 the brain box), ``<id>_labels.npy`` ((x, y, z) uint8 canonical labels, training cases only) and
+``<id>_masks.npy`` ((x, y, z) uint8: bit c set inside modality c's hole-filled brain mask, used by
+the Isensee intensity handling during training, computed once per case rather than per patch) and
 ``<id>.json`` (a :class:`CaseRecord`, written last: its presence marks the case finished). The
 folder's ``dataset.json`` names the format, release and cases.
 """
@@ -28,13 +30,15 @@ from brats.data.layouts import discover
 from brats.data.releases import MODALITIES
 from brats.errors import BratsInputError
 from brats.io import write_json, write_npy
-from brats.preprocess.crop import Box, bounding_box, brain_mask, crop, paste_back
+from brats.preprocess.crop import (Box, bounding_box, brain_mask, brain_masks, crop, pack_masks,
+                                  paste_back)
 from brats.preprocess.normalize import zscore
 
 CACHE_FORMAT = "brats-cache"
 CACHE_VERSION = 1
 INDEX_NAME = "dataset.json"
 DTYPES = ("float32", "float16")
+MASKS_SUFFIX = "_masks.npy"
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ def prepare_case(case: Case, out_dir: str | os.PathLike[str], dtype: str = "floa
     box = bounding_box(mask)
     normalised, mean, std = zscore(crop(data.image, box), crop(mask, box))
     write_npy(normalised.astype(dtype), out / f"{case.id}_image.npy")
+    write_npy(pack_masks(brain_masks(normalised)), out / f"{case.id}{MASKS_SUFFIX}")
     label_voxels: dict[str, int] = {}
     region_voxels: dict[str, int] = {}
     locs: dict[str, list[list[int]]] = {}
@@ -276,6 +281,23 @@ def load_prepared(cache_dir: str | os.PathLike[str], case_id: str,
     labels = (np.load(cache / f"{case_id}_labels.npy", mmap_mode=mode)
               if record.has_labels else None)
     return PreparedCase(record, image, labels)
+
+
+def load_masks(cache_dir: str | os.PathLike[str], case_id: str) -> np.ndarray:
+    """A cached case's packed brain masks ((x, y, z) uint8, bit c = modality c), memory-mapped.
+
+    A cache written before the masks were cached gets them now (computed from the cached image,
+    written atomically, so concurrent loader workers never see half a file).
+    """
+    path = Path(cache_dir) / f"{case_id}{MASKS_SUFFIX}"
+    if not path.is_file():
+        image = load_prepared(cache_dir, case_id).image
+        write_npy(pack_masks(brain_masks(image)), path)
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise BratsInputError(f"{path}: cannot read the cached brain masks ({exc}); delete the "
+                              "file to have it rebuilt") from None
 
 
 def restore_full(cropped: np.ndarray, record: CaseRecord, fill: float = 0) -> np.ndarray:

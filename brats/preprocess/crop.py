@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 
 from brats.errors import BratsInputError
 
@@ -15,6 +16,33 @@ Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 def brain_mask(image: np.ndarray) -> np.ndarray:
     """(C, X, Y, Z) image → (X, Y, Z) bool mask of voxels non-zero in any modality."""
     return np.any(image != 0, axis=0)
+
+
+def brain_masks(image: np.ndarray) -> np.ndarray:
+    """Per-channel brain masks: channel ≠ 0, holes filled (``binary_fill_holes``, 3-D).
+
+    Args:
+        image: (C, X, Y, Z).
+
+    Returns:
+        (C, X, Y, Z) bool.
+    """
+    return np.stack([binary_fill_holes(np.asarray(channel) != 0) for channel in image])
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """(C, X, Y, Z) bool masks (C ≤ 8) → (X, Y, Z) uint8 with bit c set where mask c is."""
+    if masks.shape[0] > 8:
+        raise BratsInputError(f"cannot pack {masks.shape[0]} masks into 8 bits")
+    packed = np.zeros(masks.shape[1:], dtype=np.uint8)
+    for c, mask in enumerate(masks):
+        packed |= np.asarray(mask, dtype=np.uint8) << np.uint8(c)
+    return packed
+
+
+def unpack_masks(packed: np.ndarray, channels: int) -> np.ndarray:
+    """Inverse of :func:`pack_masks`: (X, Y, Z) uint8 → (channels, X, Y, Z) bool."""
+    return np.stack([(packed >> np.uint8(c)) & np.uint8(1) for c in range(channels)]).astype(bool)
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> Box:

@@ -9,8 +9,11 @@ dataclasses hold explicit parameters and apply them deterministically (:class:`F
 ``np.random.Generator`` they are handed, and from nothing else, so one generator state gives one
 patch bit for bit.
 
-**Isensee 2017 pipeline** (methods.md §2.4; ``train_network.create_data_gen_train`` in
-MIC-DKFZ/BraTS2017 with batchgenerators' ``augment_spatial``), per sample:
+**Isensee 2017 pipeline** (Isensee et al. 2017, arXiv:1802.10508;
+``train_network.create_data_gen_train`` in MIC-DKFZ/BraTS2017 with batchgenerators'
+``augment_spatial``), per sample, as the ``scipy`` backend (the exact original; the default
+``device`` backend of :mod:`brats.training.batch_augment` draws the same parameters in the loader
+workers and applies them batched on the training device):
 
 1. brain masks per channel (channel ≠ 0, hole-filled) on the block read for the patch;
 2. the spatial transform, always: elastic deformation, rotation about the three axes and isotropic
@@ -51,19 +54,23 @@ convention flips it back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from monai.transforms.utils import create_grid, create_rotate, create_scale
-from scipy.ndimage import binary_fill_holes, gaussian_filter, map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from brats.errors import BratsInputError
+from brats.preprocess.crop import brain_masks
 from brats.training.sampling import PatchLocation, read_block
 
 Range = tuple[float, float]
-#: Clip range of the z-scored data before Isensee's min-max stretch (methods.md §2.2 item 8).
+#: ``(rng, alpha, sigma, patch_size) → displacement``: how an elastic field is made from α and σ.
+ElasticField = Callable[[np.random.Generator, float, float, Sequence[int]], np.ndarray] | None
+#: Clip range of the z-scored data before Isensee's min-max stretch (MIC-DKFZ/BraTS2017,
+#: ``train_network.py``).
 ISENSEE_CLIP: Range = (-5.0, 5.0)
 #: Extra voxels read around the transformed patch for spline orders ≥ 2, so the spline fit near
 #: the evaluated points matches a fit of the whole region (the prefilter's influence decays as
@@ -94,18 +101,6 @@ def flip(array: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     if not axes:
         return array
     return np.ascontiguousarray(np.flip(array, axis=tuple(a - 3 for a in axes)))
-
-
-def brain_masks(image: np.ndarray) -> np.ndarray:
-    """Per-channel brain masks: channel ≠ 0, holes filled (``binary_fill_holes``, 3-D).
-
-    Args:
-        image: (C, X, Y, Z).
-
-    Returns:
-        (C, X, Y, Z) bool.
-    """
-    return np.stack([binary_fill_holes(np.asarray(channel) != 0) for channel in image])
 
 
 def stretch_to_unit(image: np.ndarray, masks: np.ndarray, clip: Range | None = None) -> np.ndarray:
@@ -140,7 +135,8 @@ def isensee_intensity_preprocess(image: np.ndarray) -> np.ndarray:
     """The intensity handling Isensee's network sees at training and inference time.
 
     Clip the z-scored data to [−5, 5], then per channel min-max stretch to [0, 1] inside that
-    channel's hole-filled brain mask (channel ≠ 0), 0 outside (methods.md §2.2 item 8).
+    channel's hole-filled brain mask (channel ≠ 0), 0 outside (MIC-DKFZ/BraTS2017,
+    ``brain_mask_aware_stretch_zero_one``).
 
     Args:
         image: (C, X, Y, Z) z-scored image, 0 outside the brain.
@@ -212,6 +208,17 @@ def elastic_displacement(noise: np.ndarray, alpha: float, sigma: float) -> np.nd
     """
     return np.stack([gaussian_filter(n, sigma, mode="constant", cval=0.0) * np.float32(alpha)
                      for n in noise]).astype(np.float32)
+
+
+def patch_grid_field(rng: np.random.Generator, alpha: float, sigma: float,
+                     patch_size: Sequence[int]) -> np.ndarray:
+    """batchgenerators' elastic field: U(−1, 1) noise on the patch grid, smoothed and scaled.
+
+    Returns:
+        (3, *patch_size) float32 displacement in voxels (:func:`elastic_displacement`).
+    """
+    noise = rng.random((3, *patch_size), dtype=np.float32) * np.float32(2) - np.float32(1)
+    return elastic_displacement(noise, alpha, sigma)
 
 
 def rotation_scale_matrix(angles: Sequence[float], scale: float) -> np.ndarray:
@@ -468,18 +475,28 @@ class RandomSpatial:
         for name in ("p_elastic", "p_rotation", "p_scale"):
             object.__setattr__(self, name, _check_probability(name, getattr(self, name)))
 
-    def draw(self, rng: np.random.Generator, patch_size: Sequence[int]) -> Spatial:
+    def draw_parts(self, rng: np.random.Generator, patch_size: Sequence[int],
+                   elastic: ElasticField = None) -> tuple[np.ndarray | None, tuple[float, ...], float]:
+        """Draw ``(displacement or None, angles, scale)``, in this order from ``rng``.
+
+        ``elastic(rng, alpha, sigma, patch_size)`` makes the displacement from α and σ; the
+        default is batchgenerators' field on the patch grid (:func:`elastic_displacement` of
+        U(−1, 1) noise); the device backend passes its coarse-grid field instead.
+        """
         displacement = None
         if rng.random() < self.p_elastic:
             alpha = rng.uniform(*self.alpha)
             sigma = rng.uniform(*self.sigma)
             if alpha > 0:
-                noise = rng.random((3, *patch_size), dtype=np.float32) * np.float32(2) - np.float32(1)
-                displacement = elastic_displacement(noise, alpha, sigma)
+                displacement = (elastic or patch_grid_field)(rng, alpha, sigma, patch_size)
         angles = (0.0, 0.0, 0.0)
         if rng.random() < self.p_rotation:
             angles = tuple(float(rng.uniform(*r)) for r in self.rotation)
         scale = _two_sided(rng, self.scale) if rng.random() < self.p_scale else 1.0
+        return displacement, angles, scale
+
+    def draw(self, rng: np.random.Generator, patch_size: Sequence[int]) -> Spatial:
+        displacement, angles, scale = self.draw_parts(rng, patch_size)
         return Spatial(angles, scale, displacement, int(self.order))  # type: ignore[arg-type]
 
     def __call__(self, image: np.ndarray, labels: np.ndarray | None, location: PatchLocation,
@@ -498,11 +515,15 @@ class RandomContrast:
         object.__setattr__(self, "factor_range", _check_range("contrast", self.factor_range, 0.0))
         object.__setattr__(self, "p", _check_probability("p_contrast", self.p))
 
-    def __call__(self, sample: PatchSample, rng: np.random.Generator) -> PatchSample:
+    def draw(self, rng: np.random.Generator, channels: int) -> tuple[float, ...] | None:
+        """One factor per channel, or None when the step is skipped."""
         if rng.random() >= self.p:
-            return sample
-        factors = tuple(_two_sided(rng, self.factor_range) for _ in range(sample.image.shape[0]))
-        return Contrast(factors)(sample)
+            return None
+        return tuple(_two_sided(rng, self.factor_range) for _ in range(channels))
+
+    def __call__(self, sample: PatchSample, rng: np.random.Generator) -> PatchSample:
+        factors = self.draw(rng, sample.image.shape[0])
+        return sample if factors is None else Contrast(factors)(sample)
 
 
 @dataclass(frozen=True)
@@ -516,10 +537,13 @@ class RandomGamma:
         object.__setattr__(self, "gamma_range", _check_range("gamma", self.gamma_range, 1e-6))
         object.__setattr__(self, "p", _check_probability("p_gamma", self.p))
 
+    def draw(self, rng: np.random.Generator) -> float | None:
+        """The sample's gamma, or None when the step is skipped."""
+        return None if rng.random() >= self.p else _two_sided(rng, self.gamma_range)
+
     def __call__(self, sample: PatchSample, rng: np.random.Generator) -> PatchSample:
-        if rng.random() >= self.p:
-            return sample
-        return Gamma(_two_sided(rng, self.gamma_range))(sample)
+        gamma = self.draw(rng)
+        return sample if gamma is None else Gamma(gamma)(sample)
 
 
 @dataclass(frozen=True)
@@ -535,11 +559,15 @@ class RandomBrightness:
             raise BratsInputError(f"brightness_sigma must be ≥ 0, got {self.sigma!r}")
         object.__setattr__(self, "p", _check_probability("p_brightness", self.p))
 
-    def __call__(self, sample: PatchSample, rng: np.random.Generator) -> PatchSample:
+    def draw(self, rng: np.random.Generator, channels: int) -> tuple[float, ...] | None:
+        """One shift per channel, or None when the step is skipped."""
         if rng.random() >= self.p:
-            return sample
-        shifts = tuple(float(s) for s in rng.normal(self.mu, self.sigma, sample.image.shape[0]))
-        return Brightness(shifts)(sample)
+            return None
+        return tuple(float(s) for s in rng.normal(self.mu, self.sigma, channels))
+
+    def __call__(self, sample: PatchSample, rng: np.random.Generator) -> PatchSample:
+        shifts = self.draw(rng, sample.image.shape[0])
+        return sample if shifts is None else Brightness(shifts)(sample)
 
 
 # --------------------------------------------------------------------------- the schedule
@@ -547,7 +575,8 @@ class RandomBrightness:
 
 @dataclass(frozen=True)
 class AugmentationPhase:
-    """Augmentation ranges from ``start_epoch`` on (one row of methods.md §2.4's schedule).
+    """Augmentation ranges from ``start_epoch`` on (one row of Isensee 2017's
+    schedule, MIC-DKFZ/BraTS2017 ``train_network.py``).
 
     Attributes:
         start_epoch: first epoch of the phase.

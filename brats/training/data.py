@@ -1,21 +1,25 @@
-"""Training data: a Dataset of patches from the preprocessing cache, seeded per sample."""
+"""Training data: a Dataset of patches from the preprocessing cache, seeded per sample, and the
+sampler that tells persistent loader workers the epoch."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from brats.data.labels import CANONICAL_LABELS, REGIONS
 from brats.errors import BratsInputError
-from brats.preprocess.cache import load_prepared
+from brats.preprocess.cache import load_masks, load_prepared
 from brats.preprocess.crop import bounding_box
-from brats.training.views import to_view
+from brats.training.batch_augment import DeviceAugmenter, collate
+from brats.training.sampling import read_block
+from brats.training.views import VIEW_AXES, to_view
 
 #: Canonical label value → class index (0 bg, 1 NCR/NET, 2 ED, 3 ET); RC (5) counts as background.
 CLASS_LUT = np.zeros(256, dtype=np.int64)
@@ -36,23 +40,51 @@ TARGET_LUTS: dict[str, np.ndarray] = {"classes": CLASS_LUT,
 MAX_REDRAWS = 20
 
 
+BACKENDS = ("device", "scipy")
+
+
 @dataclass(frozen=True)
 class _Case:
     """A cached case, possibly restricted to a region-of-interest box (views of the memmaps)."""
 
     image: np.ndarray
     labels: np.ndarray
+    masks: np.ndarray | None
     locations: dict[str, list[list[int]]]
+
+
+class EpochSampler(Sampler[int]):
+    """Indices ``epoch · length + i`` (i = 0 … length−1) of the epoch set last, so persistent
+    loader workers learn the epoch from the index they are asked for."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose patches the next iteration asks for."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.epoch * self.length, (self.epoch + 1) * self.length))
+
+    def __len__(self) -> int:
+        return self.length
 
 
 class PatchDataset(Dataset):
     """``length`` patches per epoch, each drawn with its own generator seeded by
     ``(seed, epoch, rank, index, split)``, so the patches of an epoch do not depend on worker
-    count or on where training was resumed.
+    count or on where training was resumed. Item ``epoch · length + i`` is patch i of that epoch
+    (:class:`EpochSampler`); validation patches are the same every epoch.
 
-    Items are ``(image, target)``: (C, *patch) float32 and (*out) int64 class indices, where the
-    patch is in view order (D, H, W) when ``view`` is set and ``out`` is the patch minus
-    ``output_crop`` voxels on each side (networks with valid convolutions).
+    With ``backend="scipy"`` items are finished ``(image, target)`` tensors: (C, *patch) float32
+    and (*out) int64 class indices, the patch in view order (D, H, W) when ``view`` is set and
+    ``out`` the patch minus ``output_crop`` voxels on each side (networks with valid
+    convolutions). With ``backend="device"`` (the default) items are the worker's half of
+    :mod:`brats.training.batch_augment` (a block and drawn parameters); batch them with
+    :attr:`collate_fn` and finish them on the training device with :meth:`to_device`, which gives
+    the same ``(image, target)`` per batch.
 
     Args:
         cache_dir, case_ids: where and which cases to draw from.
@@ -65,7 +97,9 @@ class PatchDataset(Dataset):
         roi: sample only inside the box of this reference region plus ``roi_margin`` voxels
             (the Wang cascade's TNet/ENet stages); cases without the region are skipped.
         case_weights: relative probability of drawing each case (e.g. LGG ×3).
-        require_foreground: re-draw (up to 20 times) patches whose target has no foreground.
+        require_foreground: re-draw (up to 20 times) patches whose target has no foreground
+            (device backend with a spatial augmentation: judged on the untransformed patch).
+        backend: ``"device"`` or ``"scipy"`` (see above).
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str], case_ids: list[str], pipeline,
@@ -73,7 +107,7 @@ class PatchDataset(Dataset):
                  target: str = "classes", view: str | None = None,
                  output_crop: Sequence[int] = (0, 0, 0), roi: str | None = None,
                  roi_margin: int = 5, case_weights: Sequence[float] | None = None,
-                 require_foreground: bool = False) -> None:
+                 require_foreground: bool = False, backend: str = "device") -> None:
         if not case_ids:
             raise BratsInputError("no cases to draw training patches from")
         if target not in TARGET_LUTS:
@@ -81,6 +115,9 @@ class PatchDataset(Dataset):
                                   + ", ".join(TARGET_LUTS))
         if roi is not None and roi not in REGIONS:
             raise BratsInputError(f"unknown data.roi {roi!r}; expected one of {', '.join(REGIONS)}")
+        if backend not in BACKENDS:
+            raise BratsInputError(f"unknown data.augmentation_backend {backend!r}; expected one "
+                                  f"of {', '.join(BACKENDS)}")
         self.cache_dir = Path(cache_dir)
         self.case_ids = list(case_ids)
         self.pipeline = pipeline
@@ -88,6 +125,7 @@ class PatchDataset(Dataset):
         self.seed = seed
         self.rank = rank
         self.validation = validation
+        self.target = target
         self.lut = TARGET_LUTS[target]
         self.view = view
         self.output_crop = tuple(int(c) for c in output_crop)
@@ -97,20 +135,26 @@ class PatchDataset(Dataset):
                                                                                     float)
         self.probabilities = weights / weights.sum()
         self.require_foreground = require_foreground
-        self.epoch = 0
+        self.backend = backend
+        self.augmenter = (DeviceAugmenter(pipeline.patch_size, pipeline.needs_masks)
+                          if backend == "device" else None)
         self._open: dict[str, _Case | None] = {}
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose patches to draw (validation patches are the same every epoch)."""
-        self.epoch = 0 if self.validation else epoch
+        self._luts: dict[torch.device, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def collate_fn(self) -> Callable[[list[Any]], Any]:
+        """How a DataLoader batches this dataset's items."""
+        return collate if self.backend == "device" else default_collate
 
     def _case(self, case_id: str) -> _Case | None:
         if case_id not in self._open:
             prepared = load_prepared(self.cache_dir, case_id)
             image, labels, locations = prepared.image, prepared.labels, prepared.record.locations
+            masks = (load_masks(self.cache_dir, case_id)
+                     if self.backend == "device" and self.pipeline.needs_masks else None)
             if self.roi is not None:
                 mask = np.isin(labels, REGIONS[self.roi])
                 if not mask.any():
@@ -119,32 +163,74 @@ class PatchDataset(Dataset):
                 box = bounding_box(mask, margin=self.roi_margin)
                 start = np.array([a for a, _ in box])
                 stop = np.array([b for _, b in box])
-                image = image[(slice(None), *(slice(a, b) for a, b in box))]
-                labels = labels[tuple(slice(a, b) for a, b in box)]
+                spatial = tuple(slice(a, b) for a, b in box)
+                image = image[(slice(None), *spatial)]
+                labels = labels[spatial]
+                masks = None if masks is None else masks[spatial]
                 locations = {k: [list(np.subtract(c, start)) for c in v
                                  if np.all(np.asarray(c) >= start) and np.all(np.asarray(c) < stop)]
                              for k, v in locations.items()}
-            self._open[case_id] = _Case(image, labels, locations)
+            self._open[case_id] = _Case(image, labels, masks, locations)
         return self._open[case_id]
 
-    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _pick(self, rng: np.random.Generator) -> _Case:
         for _ in range(10 * len(self.case_ids)):
             case = self._case(self.case_ids[int(rng.choice(len(self.case_ids),
                                                            p=self.probabilities))])
             if case is not None:
-                return self.pipeline(case.image, case.labels, case.locations, rng, self.epoch)
+                return case
         raise BratsInputError(f"no training case holds the region {self.roi!r}")
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, index, int(self.validation)])
+    def _target(self, labels: np.ndarray) -> np.ndarray:
+        """(X, Y, Z) canonical labels → (*out) target in view order, output crop removed."""
+        target = self.lut[labels]
+        if self.view is not None:
+            target = to_view(target, self.view)
+        return target[tuple(slice(c, target.shape[i] - c) for i, c in enumerate(self.output_crop))]
+
+    def __getitem__(self, index: int) -> Any:
+        epoch, index = divmod(int(index), self.length)
+        if self.validation:
+            epoch = 0
+        rng = np.random.default_rng([self.seed, epoch, self.rank, index, int(self.validation)])
         for _ in range(MAX_REDRAWS):
-            image, labels = self._draw(rng)
-            target = self.lut[labels]
+            case = self._pick(rng)
+            if self.backend == "device":
+                sample, location = self.pipeline.draw_block(case.image, case.labels, case.masks,
+                                                            case.locations, rng, epoch)
+                patch = (sample["labels"] if "matrix" not in sample
+                         else read_block(case.labels, location.start, location.stop))
+                if not self.require_foreground or self._target(patch).any():
+                    return sample
+                continue
+            image, labels = self.pipeline(case.image, case.labels, case.locations, rng, epoch)
+            target = self._target(labels)
             if self.view is not None:
-                image, target = to_view(image, self.view), to_view(target, self.view)
-            target = target[tuple(slice(c, target.shape[i] - c)
-                                  for i, c in enumerate(self.output_crop))]
+                image = to_view(image, self.view)
             if not self.require_foreground or target.any():
                 break
+        if self.backend == "device":
+            return sample
         return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(target)))
+
+    def to_device(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Finish a loader batch on the training device.
+
+        Returns:
+            ``(image, target)``: (B, C, *patch) float32 (view order) and (B, *out) int64.
+        """
+        cuda = device.type == "cuda"
+        if self.augmenter is None:
+            image, target = batch
+            return image.to(device, non_blocking=cuda), target.to(device, non_blocking=cuda)
+        image, labels = self.augmenter(batch, device)
+        if device not in self._luts:
+            self._luts[device] = torch.from_numpy(self.lut).to(device)
+        target = self._luts[device][labels.long()]
+        if self.view is not None:
+            axes = VIEW_AXES[self.view]
+            image = image.permute(0, 1, *(2 + a for a in axes))
+            target = target.permute(0, *(1 + a for a in axes))
+        crop = tuple(slice(c, n - c) for c, n in zip(self.output_crop, target.shape[1:]))
+        return image.contiguous(), target[(slice(None), *crop)].contiguous()

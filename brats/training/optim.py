@@ -17,7 +17,8 @@ class RMSpropNesterov(torch.optim.Optimizer):
         v ← μ·v − c·s                        (velocity; c = 1 − μ "normalised", else 1)
         w ← w + μ·v − c·s                    (Nesterov look-ahead)
 
-    DeepMedic's BraTS configuration: lr 1e-3, ρ 0.9, ε 1e-4, μ 0.6, normalised (methods.md §4.4).
+    DeepMedic's BraTS configuration: lr 1e-3, ρ 0.9, ε 1e-4, μ 0.6, normalised (deepmedic/deepmedic
+    @8ae281d, v0.6 ``trainConfig.cfg``).
     With μ = 0 this is plain RMSProp with ε inside the square root. Weight decay is not part of
     the rule: use the trainer's ``optim.l1``/``optim.l2`` penalties, as DeepMedic did.
 

@@ -1,4 +1,6 @@
-"""The training-patch pipeline: one cached case + a generator → one augmented training patch.
+"""The training-patch pipeline: one cached case + a generator → one augmented training patch
+(scipy backend, :meth:`PatchPipeline.__call__`), or its block and drawn parameters for the
+batched device backend (:meth:`PatchPipeline.draw_block`).
 
 :class:`PatchPipeline` places a patch (:func:`brats.training.sampling.sample_location`), reads only
 the block of the (memory-mapped) case it needs, and augments it
@@ -16,7 +18,8 @@ import numpy as np
 
 from brats.errors import BratsInputError
 from brats.training.augment import build_augmentation
-from brats.training.sampling import as_shape3, sample_location
+from brats.training.batch_augment import draw_block
+from brats.training.sampling import PatchLocation, as_shape3, sample_location
 
 INTENSITIES = ("isensee2017", "none")
 
@@ -69,6 +72,14 @@ class PatchPipeline:
         self.intensity = intensity
         self.augmentation = build_augmentation(augmentation, **dict(augmentation_kwargs or {}))
 
+    @staticmethod
+    def _check(image: np.ndarray, labels: np.ndarray | None) -> None:
+        if image.ndim != 4:
+            raise BratsInputError(f"image must be (C, X, Y, Z), got shape {image.shape}")
+        if labels is not None and labels.shape != image.shape[1:]:
+            raise BratsInputError(f"labels shape {labels.shape} does not match image "
+                                  f"{image.shape[1:]}")
+
     def __call__(self, image: np.ndarray, labels: np.ndarray | None,
                  locations: Mapping[str, Sequence[Sequence[int]]] | None,
                  rng: np.random.Generator, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,11 +96,7 @@ class PatchPipeline:
         Returns:
             ``(image, labels)``: (C, *patch_size) float32 and (*patch_size) uint8.
         """
-        if image.ndim != 4:
-            raise BratsInputError(f"image must be (C, X, Y, Z), got shape {image.shape}")
-        if labels is not None and labels.shape != image.shape[1:]:
-            raise BratsInputError(f"labels shape {labels.shape} does not match image "
-                                  f"{image.shape[1:]}")
+        self._check(image, labels)
         location = sample_location(image.shape[1:], self.patch_size, rng, crop_size=self.crop_size,
                                    foreground_fraction=self.foreground_fraction,
                                    locations=locations)
@@ -97,6 +104,28 @@ class PatchPipeline:
                                    stretch=self.intensity == "isensee2017")
         return (np.ascontiguousarray(sample.image, dtype=np.float32),
                 np.ascontiguousarray(sample.labels, dtype=np.uint8))
+
+    def draw_block(self, image: np.ndarray, labels: np.ndarray | None, masks: np.ndarray | None,
+                   locations: Mapping[str, Sequence[Sequence[int]]] | None,
+                   rng: np.random.Generator, epoch: int) -> tuple[dict[str, Any], PatchLocation]:
+        """The device backend's worker half: place the patch, read its block, draw its
+        augmentation (:func:`~brats.training.batch_augment.draw_block`); ``masks`` are the case's
+        packed brain masks (needed with the Isensee intensity handling).
+
+        Returns:
+            The sample's arrays for :func:`~brats.training.batch_augment.collate`, and where the
+            patch went.
+        """
+        self._check(image, labels)
+        location = sample_location(image.shape[1:], self.patch_size, rng, crop_size=self.crop_size,
+                                   foreground_fraction=self.foreground_fraction,
+                                   locations=locations)
+        return draw_block(self.augmentation, image, labels, masks, location, rng, epoch), location
+
+    @property
+    def needs_masks(self) -> bool:
+        """True when the intensity handling works inside brain masks."""
+        return self.intensity == "isensee2017"
 
     def describe(self) -> dict[str, Any]:
         """The pipeline's settings, JSON-friendly."""

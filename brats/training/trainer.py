@@ -30,11 +30,14 @@ from tqdm.auto import tqdm
 from brats.config import EntryConfig, OptimConfig, dump_config, import_package, to_dict
 from brats.errors import BratsInputError
 from brats.io import write_json, write_text
+from brats.logs import RUN_LOG, run_log
 from brats.losses import LOSS_TARGETS, build_loss, class_index_to_regions
+from brats.manifest import clear_folder, diff_settings, read_manifest, write_manifest
 from brats.nets import build_network
 from brats.preprocess.cache import load_index, load_record
+from brats.progress import plot_progress
 from brats.training.checkpoint import BEST, LAST, find_checkpoint, load_checkpoint, save_checkpoint
-from brats.training.data import CLASS_NAMES, PatchDataset
+from brats.training.data import CLASS_NAMES, EpochSampler, PatchDataset
 from brats.training.distributed import DistContext, broadcast_object, cleanup, init_from_env, unwrap
 from brats.training.optim import RMSpropNesterov
 from brats.training.pipeline import PatchPipeline
@@ -43,6 +46,7 @@ from brats.training.views import size_in_array_order
 
 log = logging.getLogger(__name__)
 DONE = "training_done.json"
+RUN_KIND = "train"
 REGION_NAMES = ("WT", "TC", "ET")
 
 
@@ -111,16 +115,13 @@ def training_cases(cache_dir: Path) -> list[str]:
     return [r.id for r in sorted(labelled, key=lambda r: (r.grade == "LGG", r.id))]
 
 
-#: Settings a resumed run may change: they affect speed and logging, not what is computed.
-RESUMABLE_CHANGES = (("data", "workers"), ("train", "tensorboard"))
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without the settings in :data:`RESUMABLE_CHANGES`."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
-    for section, key in RESUMABLE_CHANGES:
-        out[section].pop(key, None)
-    return out
+#: Config keys a resumed run may change: they affect speed, logging, prediction or prose, not
+#: what training computes. ``train.epochs`` may also grow on ``--resume`` (training continues to
+#: the new end).
+RESUMABLE_CHANGES = ("config.data.workers", "config.train.tensorboard", "config.inference",
+                     "config.description", "config.reported")
+#: What a run writes into its folder (all that ``--overwrite`` may remove).
+RUN_OUTPUTS = ("config.yaml", LAST, BEST, "log.csv", DONE, "tensorboard", RUN_LOG, "progress.png")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -139,7 +140,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 @dataclass
 class EpochResult:
-    """What one epoch produced (one row of ``log.csv``)."""
+    """What one epoch produced (one row of ``log.csv``).
+
+    ``data_fraction`` is the share of the epoch's training time spent waiting for the loader
+    (near 0: the device never waits for the CPU).
+    """
 
     epoch: int
     lr: float
@@ -150,6 +155,7 @@ class EpochResult:
     dice_ET: float
     seconds: float
     patches_per_s: float
+    data_fraction: float
 
     @property
     def mean_dice(self) -> float:
@@ -167,19 +173,23 @@ class Trainer:
         out_dir: run folder (checkpoints, ``log.csv``, ``config.yaml``, TensorBoard events).
         fold: 0 … folds−1, or None to train on every labelled case without validation.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
-        resume: continue from ``checkpoint_last.pt`` (a finished run returns at once).
+        resume: continue the run in ``out_dir`` (a finished run returns at once; a larger
+            ``train.epochs`` continues it to the new end).
+        overwrite: start again in a folder holding a run (its own files are removed).
         progress: tqdm bars.
         member: member name stored in the checkpoint.
     """
 
     def __init__(self, config: EntryConfig, cache_dir: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str], fold: int | None = 0, device: str | None = None,
-                 resume: bool = False, progress: bool = True, member: str = "model") -> None:
+                 resume: bool = False, progress: bool = True, member: str = "model",
+                 overwrite: bool = False) -> None:
         self.config = config
         self.cache_dir = Path(cache_dir)
         self.out_dir = Path(out_dir)
         self.fold = fold
         self.resume = resume
+        self.overwrite = overwrite
         self.progress = progress
         self.member = member
         self.device = select_device(device)
@@ -193,20 +203,79 @@ class Trainer:
         else:
             self.num_outputs = 4 if self.target == "labels" else 3
 
-    def _check_out_dir(self) -> bool:
-        """True if there is a checkpoint to resume from; refuses to reuse a run folder otherwise."""
-        last = self.out_dir / LAST
-        if last.is_file():
+    def settings(self) -> dict[str, Any]:
+        """What makes this run what it is (recorded in its manifest and compared on re-runs)."""
+        return {"config": to_dict(self.config), "fold": self.fold, "member": self.member}
+
+    def _recorded_settings(self) -> dict[str, Any]:
+        """The settings of the run in ``out_dir``: its manifest, or (older runs) its checkpoint."""
+        manifest = read_manifest(self.out_dir)
+        if manifest is not None:
+            if manifest["kind"] != RUN_KIND:
+                raise BratsInputError(f"{self.out_dir} was made by `brats {manifest['kind']}`, "
+                                      "not by training; choose a new --out")
+            return manifest["settings"]
+        state = load_checkpoint(self.out_dir / LAST)
+        return {"config": state["config"], "fold": state["fold"], "member": state["member"]}
+
+    def _prepare_out_dir(self) -> tuple[bool, str]:
+        """Decide what to do with ``out_dir`` (main process); returns ``(resume?, message)``.
+
+        A folder holding a run with other settings is an error that lists them unless
+        ``overwrite`` (the run's own files are removed, nothing else); the same settings
+        continue with ``resume`` (and ``train.epochs`` may grow: training continues to the new
+        end), start again with ``overwrite`` alone, and are an error otherwise.
+        """
+        out, settings = self.out_dir, self.settings()
+        training_cases(self.cache_dir)  # a missing or empty cache fails before anything is written
+        if out.exists() and not out.is_dir():
+            raise BratsInputError(f"{out} is a file, not a run folder")
+        if (out / LAST).is_file():
+            recorded = self._recorded_settings()
+            diffs = diff_settings(recorded, settings, ignore=(*RESUMABLE_CHANGES,
+                                                              "config.train.epochs"))
+            done = load_checkpoint(out / LAST)["epoch"] + 1
+            epochs = self.config.train.epochs
+            # with both flags (brats reproduce --overwrite) a matching run continues
+            if self.overwrite and (diffs or not self.resume or epochs < done):
+                return self._start_again(f"{out}: removed the earlier run ({done} epoch(s))")
+            if diffs:
+                raise BratsInputError(
+                    f"{out} holds a run trained with other settings ({'; '.join(diffs[:5])}); "
+                    "pass --overwrite to start it again or choose a new --out")
             if not self.resume:
-                raise BratsInputError(f"{self.out_dir} already holds a run; pass --resume to "
-                                      "continue it or choose a new --out")
-            return True
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise BratsInputError(f"{self.out_dir} is a file, not a run folder")
-        if self.out_dir.exists() and any(self.out_dir.iterdir()):
-            raise BratsInputError(f"{self.out_dir} exists and is not an unfinished run; choose "
-                                  "a new --out")
-        return False
+                raise BratsInputError(f"{out} already holds a run ({done} epoch(s)); pass "
+                                      "--resume to continue it, --overwrite to start it again, "
+                                      "or choose a new --out")
+            if epochs < done:
+                raise BratsInputError(f"{out} has already trained {done} epochs; "
+                                      f"train.epochs={epochs} is fewer (--overwrite starts again)")
+            self._record(settings)
+            if epochs == done:
+                return True, f"{out} is finished ({done} epochs); nothing to train"
+            before = recorded["config"]["train"]["epochs"]
+            if epochs != before:
+                return True, (f"continuing {out} from epoch {done} to the new end, epoch {epochs} "
+                              f"(train.epochs {before} → {epochs})")
+            return True, f"resuming {out} at epoch {done + 1} of {epochs}"
+        if out.is_dir() and any(out.iterdir()):
+            manifest = read_manifest(out)
+            if manifest is None or manifest["kind"] != RUN_KIND:
+                raise BratsInputError(f"{out} exists and is not a run folder; choose a new --out")
+            # a run that stopped before its first checkpoint: only its own files are there
+            return self._start_again(f"{out}: restarting a run that never reached a checkpoint")
+        out.mkdir(parents=True, exist_ok=True)
+        self._record(settings)
+        return False, f"training {self.member} into {out}"
+
+    def _start_again(self, message: str) -> tuple[bool, str]:
+        clear_folder(self.out_dir)
+        self._record(self.settings())
+        return False, message
+
+    def _record(self, settings: dict[str, Any]) -> None:
+        write_manifest(self.out_dir, RUN_KIND, settings, outputs=list(RUN_OUTPUTS),
+                       cache=str(self.cache_dir.resolve()))
 
     def _amp(self) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler]:
         cfg = self.config.train
@@ -232,17 +301,29 @@ class Trainer:
         try:
             return self._fit(ctx)
         finally:
+            self._loaders = ()  # shuts persistent loader workers down
             cleanup(ctx)
 
     def _fit(self, ctx: DistContext) -> dict[str, Any]:
-        cfg = self.config
         if ctx.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", ctx.local_rank)
             torch.cuda.set_device(self.device)
-        resuming = broadcast_object(ctx, self._check_out_dir() if ctx.is_main else None)
+        resuming, message = broadcast_object(ctx, self._prepare_out_dir() if ctx.is_main
+                                             else None)
+        if ctx.is_main:
+            with run_log(self.out_dir):
+                log.info("%s", message)
+                return self._train(ctx, resuming)
+        return self._train(ctx, resuming)
+
+    def _train(self, ctx: DistContext, resuming: bool) -> dict[str, Any]:
+        cfg = self.config
         done = self.out_dir / DONE
-        if resuming and done.is_file():
-            return json.loads(done.read_text())
+        if resuming:
+            state = load_checkpoint(self.out_dir / LAST, map_location="cpu")
+            if state["epoch"] + 1 >= cfg.train.epochs and done.is_file():
+                self.model = None
+                return {**json.loads(done.read_text()), "trained_now": 0}
         seed = cfg.train.seed
         torch.manual_seed(seed + ctx.rank)
         np.random.seed((seed + ctx.rank) % 2**32)
@@ -274,7 +355,8 @@ class Trainer:
         grades = {c: load_record(self.cache_dir, c).grade for c in train_ids}
         options = dict(target=data.target, view=data.view, output_crop=data.output_crop,
                        roi=data.roi, roi_margin=data.roi_margin,
-                       require_foreground=data.require_foreground)
+                       require_foreground=data.require_foreground,
+                       backend=data.augmentation_backend)
         train_set = PatchDataset(self.cache_dir, train_ids, pipelines[0],
                                  cfg.train.iterations_per_epoch * data.batch_size, seed,
                                  rank=ctx.rank,
@@ -285,6 +367,8 @@ class Trainer:
                                 **options)
                    if val_ids and cfg.train.val_batches > 0 and ctx.is_main else None)
 
+        self._loaders = (self._loader(train_set, drop_last=True),
+                         None if val_set is None else self._loader(val_set, drop_last=False))
         network = build_network(cfg.network.name, in_channels=4, num_classes=self.num_outputs,
                                 **cfg.network.kwargs).to(self.device)
         if cfg.train.channels_last:
@@ -303,23 +387,17 @@ class Trainer:
 
         start_epoch, history, best = 0, [], -math.inf
         if resuming:
-            state = load_checkpoint(self.out_dir / LAST, map_location=self.device)
-            if _comparable(state["config"]) != _comparable(to_dict(cfg)) or state["fold"] != self.fold:
-                raise BratsInputError(f"{self.out_dir}: this run was started with another config "
-                                      "or fold; resume it with the same settings or use a new --out")
             network.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
             _set_rng_state(state["rng"])
-            log.info("resuming %s at epoch %d", self.out_dir, start_epoch)
         elif cfg.train.init_from:
             network.load_state_dict(load_checkpoint(find_checkpoint(cfg.train.init_from),
                                                     map_location=self.device)["model"])
             log.info("initialised from %s", cfg.train.init_from)
-        if not resuming and ctx.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if ctx.is_main:
             write_text(dump_config(cfg), self.out_dir / "config.yaml")
         ctx.barrier()
         writer = self._tensorboard(start_epoch) if ctx.is_main else None
@@ -345,15 +423,22 @@ class Trainer:
                 save_checkpoint(state, self.out_dir / LAST)
                 if improved:
                     save_checkpoint(state, self.out_dir / BEST)
-                write_text(pd.DataFrame(history).to_csv(index=False), self.out_dir / "log.csv")
+                table = pd.DataFrame(history)
+                write_text(table.to_csv(index=False), self.out_dir / "log.csv")
+                plot_progress(table, self.out_dir / "progress.png")
+                log.info("epoch %d/%d: train loss %.4f, validation loss %.4f, pseudo-Dice "
+                         "WT %.3f TC %.3f ET %.3f, %.1f s (waiting for data %.0f%%)",
+                         epoch + 1, cfg.train.epochs, result.train_loss, result.val_loss,
+                         result.dice_WT, result.dice_TC, result.dice_ET, result.seconds,
+                         100 * result.data_fraction)
                 if writer is not None:
                     for key, value in vars(result).items():
                         if key != "epoch" and not (isinstance(value, float) and math.isnan(value)):
                             writer.add_scalar(key, value, epoch)
             ctx.barrier()
         summary = {"entry": cfg.entry, "member": self.member, "fold": self.fold,
-                   "epochs": cfg.train.epochs, "best_mean_dice": best,
-                   "final": history[-1] if history else None}
+                   "epochs": cfg.train.epochs, "trained_now": cfg.train.epochs - start_epoch,
+                   "best_mean_dice": best, "final": history[-1] if history else None}
         if ctx.is_main:
             if writer is not None:
                 writer.close()
@@ -373,20 +458,34 @@ class Trainer:
             return None
         return SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_epoch)
 
+    def _loader(self, dataset: PatchDataset, drop_last: bool) -> DataLoader:
+        """One loader for the whole fit: persistent workers, told the epoch by the sampler,
+        batches pinned for asynchronous copies to a GPU. Its own generator keeps the global RNG
+        streams (dropout, saved for ``--resume``) independent of the worker count."""
+        workers = self.config.data.workers
+        return DataLoader(dataset, batch_size=self.config.data.batch_size,
+                          generator=torch.Generator().manual_seed(self.config.train.seed),
+                          sampler=EpochSampler(len(dataset)), num_workers=workers,
+                          collate_fn=dataset.collate_fn, pin_memory=self.device.type == "cuda",
+                          drop_last=drop_last, persistent_workers=workers > 0)
+
     def _epoch(self, epoch: int, model, loss_fn, optimizer, autocast, scaler, train_set, val_set,
                ctx: DistContext) -> EpochResult:
         cfg = self.config
-        cuda = self.device.type == "cuda"
-        train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=False,
-                            num_workers=cfg.data.workers, pin_memory=cuda, drop_last=True)
+        loader = self._loaders[0]
+        loader.sampler.set_epoch(epoch)
         model.train()
-        started, losses = time.perf_counter(), []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="it", leave=False,
-                   disable=not (self.progress and ctx.is_main))
-        for image, target in bar:
-            image = image.to(self.device, non_blocking=cuda)
-            target = target.to(self.device, non_blocking=cuda)
+        started, losses, waiting = time.perf_counter(), [], 0.0
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="it",
+                   leave=False, disable=not (self.progress and ctx.is_main))
+        batches = iter(loader)
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            waiting += time.perf_counter() - asked
+            if batch is None:
+                break
+            image, target = train_set.to_device(batch, self.device)
             if cfg.train.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             optimizer.zero_grad(set_to_none=True)
@@ -405,28 +504,29 @@ class Trainer:
             scaler.update()
             losses.append(float(loss.detach()))
             elapsed = time.perf_counter() - started
+            bar.update()
             bar.set_postfix(loss=f"{np.mean(losses):.4f}",
-                            patches_s=f"{len(losses) * cfg.data.batch_size / elapsed:.2f}")
+                            patches_s=f"{len(losses) * cfg.data.batch_size / elapsed:.2f}",
+                            data=f"{waiting / elapsed:.0%}")
         bar.close()
         seconds = time.perf_counter() - started
         val_loss, dice = self._validate(model, loss_fn, autocast, val_set)
         return EpochResult(epoch, optimizer.param_groups[0]["lr"], float(np.mean(losses)),
                            val_loss, *dice, seconds,
-                           len(losses) * cfg.data.batch_size / max(seconds, 1e-9))
+                           len(losses) * cfg.data.batch_size / max(seconds, 1e-9),
+                           waiting / max(seconds, 1e-9))
 
     def _validate(self, model, loss_fn, autocast, val_set) -> tuple[float, tuple[float, ...]]:
         """Loss and pseudo-Dice per region over the validation patches (summed over patches)."""
         if val_set is None:
             return math.nan, (math.nan,) * 3
-        loader = DataLoader(val_set, batch_size=self.config.data.batch_size, shuffle=False,
-                            num_workers=self.config.data.workers, drop_last=False)
         model = unwrap(model)  # rank 0 alone: no DDP collectives
         model.eval()
         counts = np.zeros((3, 3))
         losses = []
         with torch.no_grad():
-            for image, target in loader:
-                image, target = image.to(self.device), target.to(self.device)
+            for batch in self._loaders[1]:
+                image, target = val_set.to_device(batch, self.device)
                 with autocast:
                     logits = model(image)
                 losses.append(float(loss_fn(logits.float(), target)))

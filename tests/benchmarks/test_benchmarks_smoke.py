@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import run_all
+from benchmarks import gpu_check, run_all
 from benchmarks.data import bench_data
 from benchmarks.evaluation import bench_evaluation
 from benchmarks.inference import bench_inference
+from benchmarks.training import bench_data_bound, compare_backends
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +70,8 @@ def test_inference_rows_baseline_and_skipped_entry(inference: dict) -> None:
 @pytest.fixture(scope="module")
 def data(folders: tuple[Path, Path]) -> dict:
     work, out = folders
-    assert bench_data.main(["--quick", "--patches", "2", "--naive-patches", "1", "--work", str(work),
-                            "--out", str(out)]) == 0
+    assert bench_data.main(["--quick", "--patches", "2", "--naive-patches", "1", "--device-reads", "2",
+                            "--work", str(work), "--out", str(out)]) == 0
     return _read(out, "data")
 
 
@@ -82,7 +83,22 @@ def test_data_patches_and_loads(data: dict) -> None:
     assert m["same_load"] is True and m["same_patches"] is True
     assert data["profile"]["total (under the profiler)"] > 0
     assert data["kernels"]["max_abs_diff_grid_sample_vs_order1"] < 1e-3
-    assert len(data["targets"]) == 4 and data["targets"][0]["goal"] == "≥ 4"
+    assert len(data["targets"]) == 9 and data["targets"][0]["goal"] == "≥ 4"
+
+
+def test_data_device_backend_and_peer(data: dict) -> None:
+    m, device = data["measured"], data["device"]
+    for key in ("device_reads_per_s", "device_collate_2_s", "device_loader_patches_per_s",
+                "device_batch_2_threads_s", "device_batch_1_thread_s", "device_patch_1_thread_total_s"):
+        assert m[key] > 0, key
+    assert len(device["read_s"]) == 2 and device["batch_block_shape"][:2] == [2, 4]
+    assert device["profile_batch_1_thread"]["spatial step: grids, resampling, label and mask gathers"] > 0
+    goals = {row["target"].split(":")[0]: row["goal"] for row in data["targets"]}
+    assert goals["device backend, loader only"] == "≥ 20"
+    if data["peer_version"] is None:
+        assert "batchgeneratorsv2" in data["peer_note"] and m.get("peer_nearest_speedup") is None
+    else:
+        assert m["peer_nearest_s"] > 0 and m["peer_bilinear_s"] > 0 and m["peer_nearest_speedup"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +115,80 @@ def test_evaluation_folder(evaluation: dict) -> None:
     assert evaluation["targets"][0]["goal"] == "< 60"
 
 
+@pytest.fixture(scope="module")
+def data_bound(folders: tuple[Path, Path]) -> dict:
+    work, out = folders
+    threads = torch.get_num_threads()
+    try:
+        assert bench_data_bound.main(["--quick", "--work", str(work), "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return _read(out, "data_bound_cpu")
+
+
+def test_data_bound_loader_against_pregenerated(data_bound: dict) -> None:
+    m = data_bound["measured"]
+    assert m["pregenerated_s"] > 0 and m["loader_s"] > 0 and m["to_device_s"] > 0
+    assert 0 < m["data_share"] < 1 and 0 <= m["wait_share"] <= m["data_share"]
+    assert len(data_bound["seconds"]["step"]) == 2 and len(data_bound["seconds"]["pregenerated_after"]) == 2
+    assert data_bound["targets"][0]["goal"] == "< 10 %"
+
+
+@pytest.fixture(scope="module")
+def gpu(folders: tuple[Path, Path]) -> dict:
+    work, out = folders
+    threads = torch.get_num_threads()
+    try:
+        assert gpu_check.main(["--device", "cpu", "--quick", "--steps", "1", "--work", str(work),
+                               "--out", str(out / "gpu")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return _read(out / "gpu", "gpu_check")
+
+
+def test_gpu_check_runs_every_part_on_the_cpu(gpu: dict) -> None:
+    augmented = {(r["entry"], r["member"]) for r in gpu["augmentation"] if "error" not in r}
+    assert augmented == set(gpu_check.AUGMENTED)
+    trained = {(r["entry"], r["member"], r["mode"]) for r in gpu["training"] if "error" not in r}
+    assert trained == {(e, m, mode) for e, m in gpu_check.TRAINED for mode in ("fp32", "amp")}
+    assert "error" not in gpu["data_bound"] and gpu["data_bound"]["loader_s"] > 0
+    assert {r["entry"] for r in gpu["prediction"] if "error" not in r} == set(gpu_check.ENTRIES)
+    assert all(row["met"] is None for row in gpu["targets"])  # targets are judged on a GPU only
+    assert any("compile off" in note for note in gpu["skipped"])
+
+
+def test_gpu_check_names_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(gpu_check.REQUIRED, "surely_not_installed_module", "surely-not-installed==1.0")
+    with pytest.raises(SystemExit, match=r"(?s)surely-not-installed==1\.0.*pip download"):
+        gpu_check.require_packages()
+
+
+def test_compare_backends_verdict_weighs_difference_against_noise() -> None:
+    def row(wt: float, spread: float) -> dict:
+        return {"held_out_dice": {r: wt for r in compare_backends.REGIONS},
+                "held_out_dice_std": {r: 0.01 for r in compare_backends.REGIONS},
+                "cv_fold_dice": {r: [wt, wt + spread] for r in compare_backends.REGIONS}}
+
+    small = compare_backends.verdict([row(0.80, 0.05), row(0.78, 0.02)])
+    assert small["WT"]["beyond_noise"] is False and small["WT"]["difference"] == pytest.approx(0.02)
+    large = compare_backends.verdict([row(0.80, 0.01), row(0.60, 0.02)])
+    assert large["ET"]["beyond_noise"] is True and large["ET"]["fold_spread"] == pytest.approx(0.02)
+    assert compare_backends.verdict([row(0.8, 0.0)]) == {}
+
+
 def test_summary_collects_targets_and_skips_gpu(folders: tuple[Path, Path], inference: dict, data: dict,
-                                                evaluation: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                evaluation: dict, data_bound: dict, gpu: dict,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     work, out = folders
     monkeypatch.setattr(run_all, "cuda_available", lambda: False)
-    assert run_all.main(["--quick", "--device", "cuda", "--only", "training", "--work", str(work),
+    assert run_all.main(["--quick", "--device", "cuda", "--only", "training,gpu_check", "--work", str(work),
                          "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["status"]["training"]["status"].startswith("skipped: no CUDA")
-    assert {"inference", "data", "evaluation"} <= set(summary["status"])
-    expected = len(inference["targets"]) + len(data["targets"]) + len(evaluation["targets"])
+    assert summary["status"]["gpu_check"]["status"].startswith("skipped: no CUDA")
+    assert summary["status"]["gpu_check"]["status"].endswith("earlier result shown")
+    assert {"inference", "data", "data_bound", "evaluation"} <= set(summary["status"])
+    expected = sum(len(r["targets"]) for r in (inference, data, evaluation, data_bound, gpu))
     assert len(summary["targets"]) == expected
     text = (out / "summary.md").read_text(encoding="utf-8")
     assert "| benchmark | target | measured | goal | met |" in text and "git_commit" in summary["environment"]

@@ -106,8 +106,12 @@ def test_cli_resumes_and_reports_errors(dataset, tmp_path: Path,
     assert main(args) == 0
     assert "2 ensemble prediction(s) of 2 source(s)" in capsys.readouterr().out
     stamp = (out / submission_name(ids[0])).stat().st_mtime_ns
-    assert main(args) == 0
+    assert main(args) == 2
+    assert "is not empty; pass --continue" in capsys.readouterr().err
+    assert main([*args, "--continue"]) == 0
     assert (out / submission_name(ids[0])).stat().st_mtime_ns == stamp
+    assert main([*args[:-2], "3", "--no-progress", "--continue"]) == 2
+    assert "other settings (sources.a_2.weight: 2.0 → 3.0)" in capsys.readouterr().err
     assert main(["ensemble", str(tmp_path / "missing"), "--input", str(root), "--output",
                  str(tmp_path / "o"), "--no-progress"]) == 2
     assert "ensemble source not found" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from brats.nets.blocks import (
     get_norm,
 )
 
-# Conv weights + biases, base 16 (k³·c_in·c_out + c_out per conv; methods.md §2.3: ≈ 9.48 M):
+# Conv weights + biases, base 16 (k³·c_in·c_out + c_out per conv; ≈ 9.48 M in the original):
 #   encoder  level 1: 1,744 + 2·6,928 = 15,600           level 2: 13,856 + 2·27,680 = 69,216
 #            level 3: 55,360 + 2·110,656 = 276,672       level 4: 221,312 + 2·442,496 = 1,106,304
 #            level 5: 884,992 + 2·1,769,728 = 4,424,448                        sum 5,892,240
@@ -30,7 +30,7 @@ from brats.nets.blocks import (
 #            loc3 442,496 + 8,256; up 64→32 55,328; loc2 110,656 + 2,080; up 32→16 13,840;
 #            loc1 27,680 + 132; heads 516 + 260                                sum 3,586,492
 CONV_PARAMS = 9_478_732
-# Norm γ and β (methods.md: ≈ 5 k): 2 · (16 + 3·32 + 3·64 + 3·128 + 2·256   (encoder: 1,200 channels)
+# Norm γ and β (≈ 5 k): 2 · (16 + 3·32 + 3·64 + 3·128 + 2·256   (encoder: 1,200 channels)
 #   + 256 + 128 + 128 + 256 + 128 + 64 + 128 + 64 + 32 + 64 + 32 + 16 + 32)  (decoder: 1,328)
 NORM_PARAMS = 5_056
 
@@ -53,7 +53,7 @@ def test_parameter_counts_match_the_reference(net) -> None:
     conv, norm = _count(net, nn.Conv3d), _count(net, nn.InstanceNorm3d)
     assert (conv, norm) == (CONV_PARAMS, NORM_PARAMS)
     assert sum(p.numel() for p in net.parameters()) == CONV_PARAMS + NORM_PARAMS == 9_483_788
-    assert round(conv / 1e6, 2) == 9.48 and round(norm, -3) == 5_000  # methods.md §2.3
+    assert round(conv / 1e6, 2) == 9.48 and round(norm, -3) == 5_000  # MIC-DKFZ/BraTS2017
     modules = [type(m) for m in net.modules()]
     assert modules.count(nn.Conv3d) == 30 and modules.count(nn.InstanceNorm3d) == 25
     assert modules.count(nn.Dropout) == 5

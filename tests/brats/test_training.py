@@ -75,9 +75,16 @@ def test_l2_penalty_skips_biases() -> None:
     assert float(l2_penalty(layer).detach()) == 8.0  # conv weight 2² + norm scale 2²; biases excluded
 
 
-def test_resume_is_bit_for_bit(cache: Path, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("data", [
+    {},
+    # the device backend with Isensee's spatial and intensity augmentation, one loader worker
+    {"augmentation": "isensee2017", "augmentation_kwargs": {"interpolation_order": 1},
+     "crop_size": [40, 40, 40], "workers": 1},
+    {"augmentation_backend": "scipy"}], ids=["crop-device", "isensee-device-worker", "scipy"])
+def test_resume_is_bit_for_bit(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               data: dict) -> None:
     config = tiny_config()
+    config = from_dict(EntryConfig, {**to_dict(config), "data": {**to_dict(config)["data"], **data}})
     straight = Trainer(config, cache, tmp_path / "straight", fold=0, progress=False)
     straight.fit()
     original_epoch = Trainer._epoch
@@ -97,12 +104,12 @@ def test_resume_is_bit_for_bit(cache: Path, tmp_path: Path,
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     history = [torch.load(tmp_path / run / "checkpoint_last.pt", weights_only=False)["history"]
                for run in ("straight", "resumed")]
-    timing = ("seconds", "patches_per_s")
+    timing = ("seconds", "patches_per_s", "data_fraction")
     assert [{k: v for k, v in row.items() if k not in timing} for row in history[0]] == [
         {k: v for k, v in row.items() if k not in timing} for row in history[1]]
     other = from_dict(EntryConfig, {**to_dict(config), "optim": {**to_dict(config)["optim"],
                                                                  "lr": 0.1}})
-    with pytest.raises(BratsInputError, match="another config"):
+    with pytest.raises(BratsInputError, match=r"other settings \(config.optim.lr: 0.005 → 0.1\)"):
         (tmp_path / "resumed" / "training_done.json").unlink()
         Trainer(other, cache, tmp_path / "resumed", fold=0, resume=True, progress=False).fit()
 

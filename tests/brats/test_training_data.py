@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from brats.errors import BratsInputError
 from brats.preprocess.cache import load_index, load_prepared
@@ -25,13 +26,22 @@ def pipeline(size) -> PatchPipeline:
     return PatchPipeline(size, foreground_fraction=0.5, augmentation="none", intensity="none")
 
 
-def test_binary_region_target_in_view_order_with_output_crop(cache: Path) -> None:
+def item(ds: PatchDataset, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One finished ``(image, target)``, through the loader's collate and the device step."""
+    if ds.backend == "scipy":
+        return ds[index]
+    image, target = ds.to_device(ds.collate_fn([ds[index]]), torch.device("cpu"))
+    return image[0], target[0]
+
+
+@pytest.mark.parametrize("backend", ["device", "scipy"])
+def test_binary_region_target_in_view_order_with_output_crop(cache: Path, backend: str) -> None:
     ids = load_index(cache)["cases"]
     patch = (19, 24, 24)
     ds = PatchDataset(cache, ids, pipeline(size_in_array_order(patch, "axial")), 4, seed=3,
-                      target="TC", view="axial", output_crop=(4, 0, 0))
+                      target="TC", view="axial", output_crop=(4, 0, 0), backend=backend)
     for index in range(4):
-        image, target = ds[index]
+        image, target = item(ds, index)
         assert image.shape == (4, 19, 24, 24) and target.shape == (11, 24, 24)
         assert set(np.unique(target.numpy())) <= {0, 1}
         # Redo the draw by hand: same generator, same case, same patch.
@@ -43,12 +53,13 @@ def test_binary_region_target_in_view_order_with_output_crop(cache: Path) -> Non
         assert np.array_equal(target.numpy(), expected)
 
 
-def test_roi_sampling_and_required_foreground(cache: Path) -> None:
+@pytest.mark.parametrize("backend", ["device", "scipy"])
+def test_roi_sampling_and_required_foreground(cache: Path, backend: str) -> None:
     ids = load_index(cache)["cases"]
     ds = PatchDataset(cache, ids, pipeline((16, 16, 16)), 6, seed=1, target="ET", roi="TC",
-                      roi_margin=5, require_foreground=True)
+                      roi_margin=5, require_foreground=True, backend=backend)
     for index in range(6):
-        _, target = ds[index]
+        _, target = item(ds, index)
         assert target.any()
     case = ds._case(ids[0])
     labels = np.asarray(load_prepared(cache, ids[0]).labels)

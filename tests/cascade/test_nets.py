@@ -22,8 +22,8 @@ from cascade.nets import SLICE_MARGIN, MSNet, ResBlock, enet, tnet, wnet
 #                           p3 32→8 2,304 + 24, 8→8 576 + 24 = 2,928                      = 4,830
 #   heads ENet:             p1 plain conv 32→2 576; p2 1,164; p3 2,328                    = 4,068
 #   final conv 14 → 2:      9·14·2                                                        = 252
-# WNet/TNet 10,476 + 167,616 + 12,672 + 18,624 + 4,830 + 252 = 214,470 (methods.md §3.3: ≈ 214 k)
-# ENet      10,476 + 167,616 + 12,672 +  9,312 + 4,068 + 252 = 204,396 (methods.md §3.3: ≈ 204 k)
+# WNet/TNet 10,476 + 167,616 + 12,672 + 18,624 + 4,830 + 252 = 214,470 (taigw/brats17 MSNet: ≈ 214 k)
+# ENet      10,476 + 167,616 + 12,672 +  9,312 + 4,068 + 252 = 204,396 (taigw/brats17 MSNet: ≈ 204 k)
 PARAMS = {"wnet": 214_470, "tnet": 214_470, "enet": 204_396}
 PRESETS = {"wnet": wnet, "tnet": tnet, "enet": enet}
 

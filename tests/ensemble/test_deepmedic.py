@@ -19,7 +19,7 @@ from ensemble.deepmedic import (
     mirror_pad,
 )
 
-# Parameters, 4 input channels (methods.md §4.3.1: ≈ 1.05 M with 5 classes). Per DeepMedic layer:
+# Parameters, 4 input channels (DeepMedic v0.6 BraTS config: ≈ 1.05 M with 5 classes). Per DeepMedic layer:
 # the first layer of a pathway has an input bias (4) and a bias-free 3³ conv; the others BN γ + β
 # (2·c_in), PReLU (c_in) and a bias-free conv (k³·c_in·c_out); the classifier adds one bias per class.
 #   pathway  4 + 3,240 | 90 + 24,300 | 90 + 32,400 | 3 · (120 + 43,200) | 120 + 54,000 | 150 + 67,500
@@ -79,7 +79,7 @@ def test_size_helpers_accept_ints_and_reject_too_small(net) -> None:
 
 
 def test_receptive_field_matches_the_reference(net) -> None:
-    # methods.md §4.3.1: 17³ normal, 17 low-res voxels ≈ 51³ subsampled; FC1 adds 2 (19³, ≈ 53³)
+    # DeepMedic v0.6: 17³ normal, 17 low-res voxels ≈ 51³ subsampled; FC1 adds 2 (19³, ≈ 53³)
     rf = net.receptive_field
     assert tuple(rf) == (17, 17, 51, 19, 53)
     assert (rf.normal, rf.subsampled, rf.subsampled_extent) == (17, 17, 51)
@@ -114,7 +114,7 @@ def test_receptive_field_is_what_one_logit_sees(net) -> None:
 def test_parameter_counts_match_the_reference(classes) -> None:
     model = DeepMedic(num_classes=classes)
     assert _n_params(model) == PARAMS[classes]
-    assert round(_n_params(model) / 1e6, 2) == 1.05  # methods.md §4.3.1
+    assert round(_n_params(model) / 1e6, 2) == 1.05  # DeepMedic v0.6 BraTS config
     assert _n_params(model.normal_pathway) == _n_params(model.subsampled_pathway) == 311_854
 
 
