@@ -331,16 +331,18 @@ class DeviceAugmenter:
         """One sampling grid per sample: image trilinear, labels and masks nearest."""
         size = self.patch_size
         count = block.shape[0]
+        cuda = device.type == "cuda"
         points = self.mesh(device).expand(count, 3, -1).clone()
         for b in torch.nonzero(batch["elastic"]).flatten().tolist():
-            field = batch["field"][b].to(device, non_blocking=device.type == "cuda")
+            field = batch["field"][b].to(device, non_blocking=cuda)
             points[b] += upsample_field(field, int(batch["spacing"][b]), size).reshape(3, -1)
 
-        def small(key: str) -> torch.Tensor:
-            return batch[key].to(device=device, dtype=torch.float32)[:, :, None]
 
-        coords = torch.baddbmm(small("centre"), batch["matrix"].to(device, torch.float32), points)
-        low, high = small("region_lo"), small("region_hi")
+        def small(key: str) -> torch.Tensor:
+            return batch[key].to(device, non_blocking=cuda).float()
+
+        coords = torch.baddbmm(small("centre")[:, :, None], small("matrix"), points)
+        low, high = small("region_lo")[:, :, None], small("region_hi")[:, :, None]
         extent = torch.tensor(block.shape[2:], device=device, dtype=torch.float32)
         clamped = torch.maximum(torch.minimum(coords, high - 1), low)
         normalised = clamped * (2 / (extent - 1).clamp(min=1))[None, :, None] - 1

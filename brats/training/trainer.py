@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 DONE = "training_done.json"
 RUN_KIND = "train"
 REGION_NAMES = ("WT", "TC", "ET")
+#: The progress bar shows the running loss every this many steps (each read syncs the device).
+POSTFIX_EVERY = 10
 
 
 def select_device(name: str | None) -> torch.device:
@@ -502,16 +504,18 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            losses.append(float(loss.detach()))
-            elapsed = time.perf_counter() - started
+            losses.append(loss.detach())
             bar.update()
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}",
-                            patches_s=f"{len(losses) * cfg.data.batch_size / elapsed:.2f}",
-                            data=f"{waiting / elapsed:.0%}")
+            if len(losses) % POSTFIX_EVERY == 0:  # reading the loss waits for the device
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{float(torch.stack(losses).mean()):.4f}",
+                                patches_s=f"{len(losses) * cfg.data.batch_size / elapsed:.2f}",
+                                data=f"{waiting / elapsed:.0%}")
         bar.close()
+        train_loss = float(torch.stack(losses).double().mean())
         seconds = time.perf_counter() - started
         val_loss, dice = self._validate(model, loss_fn, autocast, val_set)
-        return EpochResult(epoch, optimizer.param_groups[0]["lr"], float(np.mean(losses)),
+        return EpochResult(epoch, optimizer.param_groups[0]["lr"], train_loss,
                            val_loss, *dice, seconds,
                            len(losses) * cfg.data.batch_size / max(seconds, 1e-9),
                            waiting / max(seconds, 1e-9))
