@@ -84,9 +84,10 @@ class LossConfig:
 class OptimConfig:
     """Optimiser and learning-rate schedule.
 
-    ``l2`` adds ``l2 · Σ w²`` over conv weights and norm scales (not biases or shifts) to the
-    loss, as Lasagne's ``regularize_network_params`` did, ``l1`` adds ``l1 · Σ |w|`` over the same
-    (DeepMedic: 1e-6 and 1e-4); ``weight_decay`` is the optimiser's own. ``rho`` is RMSProp's
+    ``l2`` adds ``l2 · Σ w²`` and ``l1`` adds ``l1 · Σ |w|`` to the loss over the parameters
+    ``regularize`` names: ``weights`` (conv weights, norm scales and PReLU slopes, not biases or
+    shifts, as Lasagne's ``regularize_network_params`` did for Isensee) or ``conv`` (convolution
+    kernels only, as DeepMedic did: 1e-6 and 1e-4); ``weight_decay`` is the optimiser's own. ``rho`` is RMSProp's
     squared-gradient decay; ``rmsprop`` with ``nesterov`` is DeepMedic's rule
     (:class:`brats.training.optim.RMSpropNesterov`, normalised momentum).
     Schedules (stepped once per epoch): ``exponential`` (lr · gamma^epoch), ``constant``,
@@ -102,6 +103,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     l1: float = 0.0
     l2: float = 0.0
+    regularize: str = "weights"
     rho: float = 0.9
     schedule: str = "exponential"
     gamma: float = 0.985

@@ -58,9 +58,12 @@ def test_train_then_predict_with_shards(datasets: tuple[Path, Path], tmp_path: P
                  "--profile", "quick", "--no-progress", *TINY]) == 0
     assert (run / "checkpoint_last.pt").is_file() and (run / "config.yaml").is_file()
     preds = tmp_path / "preds"
-    for shard in ("1/2", "2/2"):  # processes sharing a folder each pass --continue
+    shards = {"1/2": ["Brats17_SYNVAL_001_1.nii.gz"],
+              "2/2": ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]}
+    for shard, done in shards.items():  # processes sharing a folder each pass --continue
         assert main(["predict", str(run), "--input", str(val), "--output", str(preds), "--tta",
                      "1", "--shard", shard, "--continue", "--no-progress"]) == 0
+        assert sorted(f.name for f in preds.glob("*.nii.gz")) == done  # each shard its own case
     files = sorted(preds.glob("*.nii.gz"))
     assert [f.name for f in files] == ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]
     image = nib.load(next(val.rglob("Brats17_SYNVAL_001_1_t1.nii.gz")))

@@ -96,16 +96,36 @@ def build_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     raise BratsInputError(f"unknown optim.name {cfg.name!r}; expected adam, sgd or rmsprop")
 
 
-def l2_penalty(model: torch.nn.Module) -> torch.Tensor:
-    """Σ w² over conv weights and norm scales (every parameter named ``weight``), not biases."""
-    return sum((p.float() ** 2).sum() for n, p in model.named_parameters()
-               if n.endswith("weight") and p.requires_grad)
+#: ``optim.regularize`` → which parameters the L1/L2 penalties cover.
+REGULARIZED = ("weights", "conv")
 
 
-def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
-    """Σ |w| over the parameters :func:`l2_penalty` covers."""
-    return sum(p.float().abs().sum() for n, p in model.named_parameters()
-               if n.endswith("weight") and p.requires_grad)
+def regularized_parameters(model: torch.nn.Module, which: str = "weights") -> list[torch.Tensor]:
+    """The trainable parameters the L1/L2 penalties cover.
+
+    ``weights``: every parameter named ``weight`` (convolution kernels, norm scales, PReLU
+    slopes), never biases — Lasagne's ``regularize_network_params`` as Isensee used it.
+    ``conv``: convolution kernels only — DeepMedic's L1/L2 (deepmedic/deepmedic @e10ba7c,
+    ``neuralnet/layers.py``: only ``ConvolutionalLayer.params_for_L1_L2_reg`` returns
+    parameters, its kernel; batch norm, PReLU and bias layers return none).
+    """
+    if which == "weights":
+        return [p for n, p in model.named_parameters() if n.endswith("weight") and p.requires_grad]
+    if which == "conv":
+        return [m.weight for m in model.modules()
+                if isinstance(m, torch.nn.modules.conv._ConvNd) and m.weight.requires_grad]
+    raise BratsInputError(f"unknown optim.regularize {which!r}; expected one of "
+                          + ", ".join(REGULARIZED))
+
+
+def l2_penalty(model: torch.nn.Module, which: str = "weights") -> torch.Tensor:
+    """Σ w² over :func:`regularized_parameters`."""
+    return sum((p.float() ** 2).sum() for p in regularized_parameters(model, which))
+
+
+def l1_penalty(model: torch.nn.Module, which: str = "weights") -> torch.Tensor:
+    """Σ |w| over :func:`regularized_parameters`."""
+    return sum(p.float().abs().sum() for p in regularized_parameters(model, which))
 
 
 def training_cases(cache_dir: Path) -> list[str]:
@@ -495,9 +515,9 @@ class Trainer:
                 logits = model(image)
             loss = loss_fn(logits.float(), target)
             if cfg.optim.l2:
-                loss = loss + cfg.optim.l2 * l2_penalty(unwrap(model))
+                loss = loss + cfg.optim.l2 * l2_penalty(unwrap(model), cfg.optim.regularize)
             if cfg.optim.l1:
-                loss = loss + cfg.optim.l1 * l1_penalty(unwrap(model))
+                loss = loss + cfg.optim.l1 * l1_penalty(unwrap(model), cfg.optim.regularize)
             scaler.scale(loss).backward()
             if cfg.optim.grad_clip:
                 scaler.unscale_(optimizer)

@@ -66,8 +66,12 @@ def test_mean_of_hand_built_maps_gives_the_expected_labels(dataset, tmp_path: Pa
 
 def test_weights_change_the_vote(dataset, tmp_path: Path) -> None:
     root, ids = dataset
-    src_a = write_source(tmp_path / "a", ids, [one_hot_map(2, 0.6)] * 2)
+    src_a = write_source(tmp_path / "a", ids, [one_hot_map(2, 0.7)] * 2)
     src_b = write_source(tmp_path / "b", ids, [one_hot_map(1, 0.6)] * 2)
+    # equal weights: ED (0.7 + 0.133) / 2 = 0.417 beats NCR (0.1 + 0.6) / 2 = 0.35
+    equal = ensemble_folder([src_a, src_b], root, tmp_path / "e", progress=False)
+    assert set(np.unique(np.asanyarray(nib.load(equal[0]).dataobj))) == {0, 2}
+    # weights 1 : 3: NCR (0.1 + 1.8) / 4 = 0.475 beats ED (0.7 + 0.4) / 4 = 0.275
     out = ensemble_folder([src_a, src_b], root, tmp_path / "w", weights=[1, 3], progress=False)
     assert set(np.unique(np.asanyarray(nib.load(out[0]).dataobj))) == {0, 1}
     with pytest.raises(BratsInputError, match="2 sources but 1 weights"):

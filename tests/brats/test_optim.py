@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from brats.config import OptimConfig
+from brats.config import OptimConfig, load_config
 from brats.errors import BratsInputError
 from brats.losses import build_loss
 from brats.training.optim import RMSpropNesterov
-from brats.training.trainer import build_optimizer, l1_penalty
+from brats.training.trainer import build_optimizer, l1_penalty, l2_penalty
 
 
 def test_rmsprop_nesterov_matches_two_hand_computed_steps() -> None:
@@ -63,6 +64,27 @@ def test_l1_penalty_counts_weights_not_biases() -> None:
         conv.weight.copy_(torch.tensor([-1.5, 2.0]).view(2, 1, 1, 1, 1))
         conv.bias.fill_(10.0)
     assert l1_penalty(conv).item() == pytest.approx(3.5)
+
+
+def test_deepmedic_regularises_convolution_kernels_only() -> None:
+    """``regularize: conv`` skips BN γ and PReLU slopes (DeepMedic); ``weights`` counts them."""
+    model = nn.Sequential(nn.BatchNorm3d(2), nn.PReLU(2), nn.Conv3d(2, 1, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)                               # γ: 2 × 3
+        model[1].weight.fill_(0.5)                               # PReLU a: 2 × 0.5
+        model[2].weight.copy_(torch.tensor([-1.0, 2.0]).view(1, 2, 1, 1, 1))
+    assert l1_penalty(model, "conv").item() == pytest.approx(3.0)
+    assert l2_penalty(model, "conv").item() == pytest.approx(5.0)
+    assert l1_penalty(model, "weights").item() == pytest.approx(3.0 + 6.0 + 1.0)
+    assert l2_penalty(model, "weights").item() == pytest.approx(5.0 + 18.0 + 0.5)
+    with pytest.raises(BratsInputError, match="optim.regularize"):
+        l1_penalty(model, "all")
+
+
+def test_emma_members_regularise_as_their_originals() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "submissions" / "kamnitsas2017.yaml")
+    assert {name: config.member(name).optim.regularize for name in config.member_names} == {
+        name: "conv" if name.startswith("deepmedic") else "weights" for name in config.member_names}
 
 
 def test_soft_iou_by_hand() -> None:

@@ -89,3 +89,36 @@ def test_slabs_under_bf16_autocast_stay_close_to_fp32() -> None:
     bf16 = predict_slabs(net, image, torch.device("cpu"), amp=True)
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
     assert 0 < np.abs(bf16 - fp32).max() < 0.05
+
+
+class Recorder(torch.nn.Module):
+    """A slab network whose foreground is ``rule(core slices)``; it records each input's in-plane
+    size, so a test sees which part of the volume a stage was run on."""
+
+    def __init__(self, rule) -> None:
+        super().__init__()
+        self.rule = rule
+        self.in_plane: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.in_plane.append(tuple(x.shape[-2:]))
+        foreground = self.rule(x[:, :, 4:-4]).float()
+        return torch.stack([1 - foreground, foreground], 1) * 10
+
+
+def test_tc_and_et_run_inside_the_boxes_of_the_stage_before() -> None:
+    """WT is a 4³ blob: TC must see only the WT box + 5 voxels (14 → padded 16 in-plane), not
+    the whole 40×40 crop; ET only the TC box + 5, inside the WT box."""
+    image = np.zeros((4, 40, 40, 20), np.float32)
+    image[0, 16:20, 16:20, 8:12] = 1.0
+    nets = {"WT": Recorder(lambda x: x[:, 0] > 0.5), "TC": Recorder(lambda x: x[:, 0] > -1),
+            "ET": Recorder(lambda x: x[:, 0] > 0.5)}
+    members = [Member(f"{stage}_axial", net, InferenceConfig(), "labels", "none", Path(stage),
+                      {"data": {"target": stage, "view": "axial"}})
+               for stage, net in nets.items()]
+    labels, _ = predict_cascade(members, image, (1.0, 1.0, 1.0), torch.device("cpu"))
+    assert set(nets["WT"].in_plane) == {(40, 40)}
+    assert set(nets["TC"].in_plane) == {(16, 16)}          # WT box 4 + 2 × 5 = 14, padded to 16
+    # TC fills its input, so the TC box + 5 (clipped to the WT box it lives in) is the WT box
+    assert set(nets["ET"].in_plane) == {(16, 16)}
+    assert labels[16:20, 16:20, 8:12].all() and not labels[:10].any()
