@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         write_text(table.to_csv(index=False), args.out)
         print(f"wrote {args.out} ({table['case'].nunique()} cases)")
-    print(f"convention: {args.convention}")
+    print(f"convention: {table.attrs['convention']}")
     print(summarize(table).to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -350,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred_dir", help="folder of <case>.nii.gz predictions")
     p.add_argument("ref_dir", help="dataset folder of any release, or a flat folder of label files")
     p.add_argument("--out", help="per-case CSV (case, region, dice, hd95, ...)")
-    p.add_argument("--convention", default="brats-legacy",
-                   help="brats-legacy (default, the 2017-2022 scorer), max-directed or "
-                        "brats2023-lesionwise")
+    p.add_argument("--convention",
+                   help="brats-legacy (the 2017-2022 scorer), max-directed or "
+                        "brats2023-lesionwise (default: the scorer of the references' release: "
+                        "legacy up to 2022, lesion-wise from 2023)")
     p.add_argument("--release", help="label convention / layout of the references (default: detect)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score cases without a prediction as empty predictions")

@@ -145,28 +145,48 @@ def _evaluate_safe(args: tuple[Pair, str]) -> list[dict] | str:
         return str(exc)
 
 
+#: Label convention of the references → the metric convention of that challenge's scorer
+#: (2017–2022: the legacy CaPTk/medpy scorer; 2023 on: lesion-wise). The 2024+ package
+#: (panoptica) defines lesion-wise scores differently again; the 2023 definition stands in.
+SCORER_OF_LABELS: dict[str, str] = {"brats2023": "brats2023-lesionwise",
+                                    "brats2024": "brats2023-lesionwise"}
+
+
+def default_convention(label_convention: str) -> str:
+    """The metric convention that scores references of ``label_convention`` by default."""
+    return SCORER_OF_LABELS.get(label_convention, "brats-legacy")
+
+
 def evaluate_folder(pred_dir: str | os.PathLike[str], ref_dir: str | os.PathLike[str],
-                    convention: str = "brats-legacy", release: str | None = None,
+                    convention: str | None = None, release: str | None = None,
                     allow_missing: bool = False, jobs: int = 1, progress: bool = True
                     ) -> pd.DataFrame:
     """Score every prediction of a folder.
 
+    Args:
+        convention: metric convention (:data:`brats.metrics.CONVENTIONS`); None: the scorer of
+            the references' release (:func:`default_convention`).
+
     Returns:
         Long table with columns ``case, region, dice, hd95, sensitivity, specificity,
         volume_pred, volume_ref`` (HD95 in mm, volumes in mm³), sorted by case then region
-        order WT, TC, ET.
+        order WT, TC, ET; ``attrs["convention"]`` names the convention used.
 
     Raises:
         BratsInputError: unmatched cases, or any case that cannot be scored (all listed).
     """
-    if convention not in CONVENTIONS:
+    if convention is not None and convention not in CONVENTIONS:
         raise BratsInputError(
             f"unknown convention {convention!r}; expected one of {', '.join(CONVENTIONS)}")
     pairs = match_predictions(pred_dir, ref_dir, release, allow_missing)
+    if convention is None:
+        convention = default_convention(pairs[0].convention)
     work = [(p, convention) for p in pairs]
     results = map_progress(_evaluate_safe, work, jobs, desc="evaluate", progress=progress)
     errors = [r for r in results if isinstance(r, str)]
     if errors:
         raise BratsInputError(f"{len(errors)} case(s) could not be scored: " + " | ".join(errors))
     rows = [row for r in results for row in r]  # type: ignore[union-attr]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.attrs["convention"] = convention
+    return table

@@ -121,3 +121,15 @@ def test_cli_writes_csv_and_summary(dataset: Path, tmp_path: Path,
     assert pd.read_csv(out).columns.tolist() == COLUMNS
     assert main(["evaluate", str(preds), str(dataset), "--out", str(out), "--no-progress"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("release, expected", [("2017", "brats-legacy"), ("2021", "brats-legacy"),
+                                               ("2023", "brats2023-lesionwise"),
+                                               ("2024", "brats2023-lesionwise")])
+def test_default_convention_follows_the_release(tmp_path: Path, release: str, expected: str) -> None:
+    root = tmp_path / "data"
+    write_tiny_dataset(root, release, 1)
+    preds = copy_predictions(root, tmp_path / "pred")
+    assert evaluate_folder(preds, root, progress=False).attrs["convention"] == expected
+    table = evaluate_folder(preds, root, convention="max-directed", progress=False)
+    assert table.attrs["convention"] == "max-directed"
