@@ -85,6 +85,11 @@ def write_result(out: Path, name: str, result: dict, markdown: list[str]) -> Non
     (out / f"{name}.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
 
 
+def met_cell(met: bool | None) -> str:
+    """The ``met`` column of a target table: **yes**, **no**, or — where there is no target."""
+    return {True: "**yes**", False: "**no**", None: "—"}[met]
+
+
 def target_row(benchmark: str, name: str, measured: float | None, unit: str, goal: str,
                met: bool | None) -> dict:
     """One row of the summary: what was measured against which target (met None: no target)."""

@@ -91,7 +91,14 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import environment, header_lines, load_average, target_row, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    environment,
+    header_lines,
+    load_average,
+    met_cell,
+    target_row,
+    write_result,
+)
 from benchmarks.data.bench_data import datasets  # noqa: E402
 from benchmarks.training.bench_data_bound import (  # noqa: E402
     Stepper,
@@ -359,7 +366,7 @@ def write_markdown(result: dict) -> list[str]:
     for row in result["targets"][:2]:
         value = (_fmt(row["measured"], ".1f") + " ms" if row["unit"] == "ms"
                  else _fmt(None if row["measured"] is None else 100 * row["measured"], ".1f") + " %")
-        met = {True: "**yes**", False: "**no**", None: "—"}[row["met"]]
+        met = met_cell(row["met"])
         lines.append(f"| {row['target']} | {value} | {row['goal']} | {met} |")
     lines += ["", "## Augmentation on the device (`PatchDataset.to_device`, pinned batch)", "",
               "| entry | member | batch (image) | ms median | ms min |", "|---|---|---|---|---|"]

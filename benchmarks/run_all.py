@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import environment, header_lines, load_average, target_row  # noqa: E402
+from benchmarks.common import environment, header_lines, load_average, met_cell, target_row  # noqa: E402
 
 CPU_BENCHMARKS = ("inference", "data", "data_bound", "evaluation", "metrics")
 #: Benchmarks that need a CUDA device (run with ``--device cuda``, skipped without one).
@@ -143,7 +143,7 @@ def summary_markdown(env: dict, quick: bool, status: dict[str, dict], rows: list
         lines.append(f"| {name} | {s['status']} | {seconds} | {s.get('date_utc') or '—'} | {commit} |")
     lines += ["", "| benchmark | target | measured | goal | met |", "|---|---|---|---|---|"]
     for row in rows:
-        met = {True: "**yes**", False: "**no**", None: "—"}[row["met"]]
+        met = met_cell(row["met"])
         lines.append(f"| {row['benchmark']} | {row['target']} | {_measured(row)} | {row['goal']} | {met} |")
     lines += ["", "Details: `<benchmark>.md` next to this file. Regenerate with "
               "`" + " ".join(["python benchmarks/run_all.py", *argv]) + "`.", ""]

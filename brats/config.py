@@ -87,8 +87,8 @@ class OptimConfig:
     ``l2`` adds ``l2 · Σ w²`` and ``l1`` adds ``l1 · Σ |w|`` to the loss over the parameters
     ``regularize`` names: ``weights`` (conv weights, norm scales and PReLU slopes, not biases or
     shifts, as Lasagne's ``regularize_network_params`` did for Isensee) or ``conv`` (convolution
-    kernels only, as DeepMedic did: 1e-6 and 1e-4); ``weight_decay`` is the optimiser's own. ``rho`` is RMSProp's
-    squared-gradient decay; ``rmsprop`` with ``nesterov`` is DeepMedic's rule
+    kernels only, as DeepMedic did: 1e-6 and 1e-4); ``weight_decay`` is the optimiser's own.
+    ``rho`` is RMSProp's squared-gradient decay; ``rmsprop`` with ``nesterov`` is DeepMedic's rule
     (:class:`brats.training.optim.RMSpropNesterov`, normalised momentum).
     Schedules (stepped once per epoch): ``exponential`` (lr · gamma^epoch), ``constant``,
     ``step`` (lr · gamma^(number of milestones passed)), ``poly`` (lr · (1 − epoch/epochs)^0.9).

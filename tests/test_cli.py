@@ -11,7 +11,6 @@ import pytest
 from brats.cli import build_parser, main
 
 
-
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = main([*args, "--no-progress"])
     out, err = capsys.readouterr()

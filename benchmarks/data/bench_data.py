@@ -71,7 +71,14 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import environment, header_lines, load_average, target_row, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    environment,
+    header_lines,
+    load_average,
+    met_cell,
+    target_row,
+    write_result,
+)
 from brats.config import load_config  # noqa: E402
 from brats.data.case import Case  # noqa: E402
 from brats.data.layouts import discover  # noqa: E402
@@ -488,7 +495,7 @@ def write_markdown(result: dict) -> list[str]:
     for row in result["targets"]:
         value = ("—" if row["measured"] is None else
                  f"{row['measured']:.3g}{'' if row['unit'] == '×' else ' '}{row['unit']}")
-        met = {True: "**yes**", False: "**no**", None: "—"}[row["met"]]
+        met = met_cell(row["met"])
         lines.append(f"| {row['target']} | {value} | {row['goal']} | {met} |")
     lines += [
         "",

@@ -46,7 +46,14 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import environment, header_lines, load_average, target_row, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    environment,
+    header_lines,
+    load_average,
+    met_cell,
+    target_row,
+    write_result,
+)
 from benchmarks.data.bench_data import datasets  # noqa: E402
 from brats.config import EntryConfig, load_config  # noqa: E402
 from brats.losses import build_loss  # noqa: E402
@@ -262,7 +269,7 @@ def write_markdown(result: dict) -> list[str]:
         "| target | measured | goal | met |", "|---|---|---|---|",
     ]
     for row in result["targets"]:
-        met = {True: "**yes**", False: "**no**", None: "—"}[row["met"]]
+        met = met_cell(row["met"])
         lines.append(f"| {row['target']} | {100 * row['measured']:.1f} % | {row['goal']} | {met} |")
     command = " ".join(["python benchmarks/training/bench_data_bound.py", *s["argv"]])
     lines += ["", f"Regenerate with `{command}`.", ""]

@@ -30,8 +30,7 @@ from brats.data.layouts import discover
 from brats.data.releases import MODALITIES
 from brats.errors import BratsInputError
 from brats.io import write_json, write_npy
-from brats.preprocess.crop import (Box, bounding_box, brain_mask, brain_masks, crop, pack_masks,
-                                  paste_back)
+from brats.preprocess.crop import Box, bounding_box, brain_mask, brain_masks, crop, pack_masks, paste_back
 from brats.preprocess.normalize import zscore
 
 CACHE_FORMAT = "brats-cache"

@@ -37,9 +37,15 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from brats.training.augment import (ISENSEE_CLIP, FlipAugmentation, IsenseeAugmentation,
-                                    NoAugmentation, PatchAugmentation, RandomFlip,
-                                    rotation_scale_matrix)
+from brats.training.augment import (
+    ISENSEE_CLIP,
+    FlipAugmentation,
+    IsenseeAugmentation,
+    NoAugmentation,
+    PatchAugmentation,
+    RandomFlip,
+    rotation_scale_matrix,
+)
 from brats.training.sampling import PatchLocation, read_block
 
 #: Keys of a drawn sample whose arrays differ in size between samples (padded by :func:`collate`).
@@ -336,7 +342,6 @@ class DeviceAugmenter:
         for b in torch.nonzero(batch["elastic"]).flatten().tolist():
             field = batch["field"][b].to(device, non_blocking=cuda)
             points[b] += upsample_field(field, int(batch["spacing"][b]), size).reshape(3, -1)
-
 
         def small(key: str) -> torch.Tensor:
             return batch[key].to(device, non_blocking=cuda).float()

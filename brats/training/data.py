@@ -19,7 +19,7 @@ from brats.preprocess.cache import load_masks, load_prepared
 from brats.preprocess.crop import bounding_box
 from brats.training.batch_augment import DeviceAugmenter, collate
 from brats.training.sampling import read_block
-from brats.training.views import VIEW_AXES, to_view
+from brats.training.views import to_view, view_permutation
 
 #: Canonical label value → class index (0 bg, 1 NCR/NET, 2 ED, 3 ET); RC (5) counts as background.
 CLASS_LUT = np.zeros(256, dtype=np.int64)
@@ -181,12 +181,38 @@ class PatchDataset(Dataset):
                 return case
         raise BratsInputError(f"no training case holds the region {self.roi!r}")
 
+    def _crop(self, target: Any, lead: int) -> Any:
+        """``output_crop`` voxels off each side of the last three axes (after ``lead`` others)."""
+        return target[(*(slice(None),) * lead,
+                       *(slice(c, n - c) for c, n in zip(self.output_crop, target.shape[lead:])))]
+
     def _target(self, labels: np.ndarray) -> np.ndarray:
         """(X, Y, Z) canonical labels → (*out) target in view order, output crop removed."""
         target = self.lut[labels]
         if self.view is not None:
             target = to_view(target, self.view)
-        return target[tuple(slice(c, target.shape[i] - c) for i, c in enumerate(self.output_crop))]
+        return self._crop(target, 0)
+
+    def _draw(self, rng: np.random.Generator, epoch: int) -> tuple[Any, bool]:
+        """One item of this dataset's backend, and whether its target (as far as the worker can
+        tell) holds foreground, judged only when ``require_foreground`` asks."""
+        case = self._pick(rng)
+        if self.backend == "device":
+            sample, location = self.pipeline.draw_block(case.image, case.labels, case.masks,
+                                                        case.locations, rng, epoch)
+            if not self.require_foreground:
+                return sample, True
+            # crop-only augmentations read exactly the patch; a spatial one: the untransformed patch
+            patch = (sample["labels"] if "matrix" not in sample
+                     else read_block(case.labels, location.start, location.stop))
+            return sample, bool(self._target(patch).any())
+        image, labels = self.pipeline(case.image, case.labels, case.locations, rng, epoch)
+        target = self._target(labels)
+        if self.view is not None:
+            image = to_view(image, self.view)
+        item = (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(target)))
+        return item, bool(target.any())
 
     def __getitem__(self, index: int) -> Any:
         epoch, index = divmod(int(index), self.length)
@@ -194,25 +220,10 @@ class PatchDataset(Dataset):
             epoch = 0
         rng = np.random.default_rng([self.seed, epoch, self.rank, index, int(self.validation)])
         for _ in range(MAX_REDRAWS):
-            case = self._pick(rng)
-            if self.backend == "device":
-                sample, location = self.pipeline.draw_block(case.image, case.labels, case.masks,
-                                                            case.locations, rng, epoch)
-                patch = (sample["labels"] if "matrix" not in sample
-                         else read_block(case.labels, location.start, location.stop))
-                if not self.require_foreground or self._target(patch).any():
-                    return sample
-                continue
-            image, labels = self.pipeline(case.image, case.labels, case.locations, rng, epoch)
-            target = self._target(labels)
-            if self.view is not None:
-                image = to_view(image, self.view)
-            if not self.require_foreground or target.any():
+            item, foreground = self._draw(rng, epoch)
+            if not self.require_foreground or foreground:
                 break
-        if self.backend == "device":
-            return sample
-        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(target)))
+        return item
 
     def to_device(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Finish a loader batch on the training device.
@@ -229,8 +240,6 @@ class PatchDataset(Dataset):
             self._luts[device] = torch.from_numpy(self.lut).to(device)
         target = self._luts[device][labels.long()]
         if self.view is not None:
-            axes = VIEW_AXES[self.view]
-            image = image.permute(0, 1, *(2 + a for a in axes))
-            target = target.permute(0, *(1 + a for a in axes))
-        crop = tuple(slice(c, n - c) for c, n in zip(self.output_crop, target.shape[1:]))
-        return image.contiguous(), target[(slice(None), *crop)].contiguous()
+            image = image.permute(view_permutation(image.ndim, self.view))
+            target = target.permute(view_permutation(target.ndim, self.view))
+        return image.contiguous(), self._crop(target, 1).contiguous()

@@ -229,19 +229,20 @@ class Trainer:
         """What makes this run what it is (recorded in its manifest and compared on re-runs)."""
         return {"config": to_dict(self.config), "fold": self.fold, "member": self.member}
 
-    def _recorded_settings(self) -> dict[str, Any]:
-        """The settings of the run in ``out_dir``: its manifest, or (older runs) its checkpoint."""
+    def _recorded_settings(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The settings of the run in ``out_dir``: its manifest, or (older runs) its last
+        checkpoint ``state``."""
         manifest = read_manifest(self.out_dir)
         if manifest is not None:
             if manifest["kind"] != RUN_KIND:
                 raise BratsInputError(f"{self.out_dir} was made by `brats {manifest['kind']}`, "
                                       "not by training; choose a new --out")
             return manifest["settings"]
-        state = load_checkpoint(self.out_dir / LAST)
         return {"config": state["config"], "fold": state["fold"], "member": state["member"]}
 
-    def _prepare_out_dir(self) -> tuple[bool, str]:
-        """Decide what to do with ``out_dir`` (main process); returns ``(resume?, message)``.
+    def _prepare_out_dir(self) -> tuple[dict[str, Any] | None, str]:
+        """Decide what to do with ``out_dir`` (main process); returns ``(the last checkpoint to
+        resume from, or None to start, message)``.
 
         A folder holding a run with other settings is an error that lists them unless
         ``overwrite`` (the run's own files are removed, nothing else); the same settings
@@ -253,10 +254,11 @@ class Trainer:
         if out.exists() and not out.is_dir():
             raise BratsInputError(f"{out} is a file, not a run folder")
         if (out / LAST).is_file():
-            recorded = self._recorded_settings()
+            state = load_checkpoint(out / LAST)
+            recorded = self._recorded_settings(state)
             diffs = diff_settings(recorded, settings, ignore=(*RESUMABLE_CHANGES,
                                                               "config.train.epochs"))
-            done = load_checkpoint(out / LAST)["epoch"] + 1
+            done = state["epoch"] + 1
             epochs = self.config.train.epochs
             # with both flags (brats reproduce --overwrite) a matching run continues
             if self.overwrite and (diffs or not self.resume or epochs < done):
@@ -274,12 +276,12 @@ class Trainer:
                                       f"train.epochs={epochs} is fewer (--overwrite starts again)")
             self._record(settings)
             if epochs == done:
-                return True, f"{out} is finished ({done} epochs); nothing to train"
+                return state, f"{out} is finished ({done} epochs); nothing to train"
             before = recorded["config"]["train"]["epochs"]
             if epochs != before:
-                return True, (f"continuing {out} from epoch {done} to the new end, epoch {epochs} "
-                              f"(train.epochs {before} → {epochs})")
-            return True, f"resuming {out} at epoch {done + 1} of {epochs}"
+                return state, (f"continuing {out} from epoch {done} to the new end, epoch "
+                               f"{epochs} (train.epochs {before} → {epochs})")
+            return state, f"resuming {out} at epoch {done + 1} of {epochs}"
         if out.is_dir() and any(out.iterdir()):
             manifest = read_manifest(out)
             if manifest is None or manifest["kind"] != RUN_KIND:
@@ -288,12 +290,12 @@ class Trainer:
             return self._start_again(f"{out}: restarting a run that never reached a checkpoint")
         out.mkdir(parents=True, exist_ok=True)
         self._record(settings)
-        return False, f"training {self.member} into {out}"
+        return None, f"training {self.member} into {out}"
 
-    def _start_again(self, message: str) -> tuple[bool, str]:
+    def _start_again(self, message: str) -> tuple[None, str]:
         clear_folder(self.out_dir)
         self._record(self.settings())
-        return False, message
+        return None, message
 
     def _record(self, settings: dict[str, Any]) -> None:
         write_manifest(self.out_dir, RUN_KIND, settings, outputs=list(RUN_OUTPUTS),
@@ -330,19 +332,21 @@ class Trainer:
         if ctx.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", ctx.local_rank)
             torch.cuda.set_device(self.device)
-        resuming, message = broadcast_object(ctx, self._prepare_out_dir() if ctx.is_main
-                                             else None)
         if ctx.is_main:
+            state, message = self._prepare_out_dir()
+            broadcast_object(ctx, state is not None)
             with run_log(self.out_dir):
                 log.info("%s", message)
-                return self._train(ctx, resuming)
-        return self._train(ctx, resuming)
+                return self._train(ctx, state)
+        resuming = broadcast_object(ctx, None)
+        return self._train(ctx, load_checkpoint(self.out_dir / LAST) if resuming else None)
 
-    def _train(self, ctx: DistContext, resuming: bool) -> dict[str, Any]:
+    def _train(self, ctx: DistContext, state: dict[str, Any] | None) -> dict[str, Any]:
+        """Train from scratch, or from the last checkpoint ``state`` (CPU tensors)."""
         cfg = self.config
         done = self.out_dir / DONE
+        resuming = state is not None
         if resuming:
-            state = load_checkpoint(self.out_dir / LAST, map_location="cpu")
             if state["epoch"] + 1 >= cfg.train.epochs and done.is_file():
                 self.model = None
                 return {**json.loads(done.read_text()), "trained_now": 0}

@@ -32,10 +32,16 @@ def _axes(view: str) -> tuple[int, int, int]:
                               ) from None
 
 
+def view_permutation(ndim: int, view: str) -> tuple[int, ...]:
+    """Axis order taking an ``ndim``-D (…, X, Y, Z) array to (…, D, H, W) of ``view``
+    (for ``np.transpose`` and ``torch.Tensor.permute`` alike)."""
+    lead = ndim - 3
+    return (*range(lead), *(lead + a for a in _axes(view)))
+
+
 def to_view(array: np.ndarray, view: str) -> np.ndarray:
     """(…, X, Y, Z) → (…, D, H, W) of ``view`` (a transposed view of the same memory)."""
-    lead = array.ndim - 3
-    return np.transpose(array, (*range(lead), *(lead + a for a in _axes(view))))
+    return np.transpose(array, view_permutation(array.ndim, view))
 
 
 def from_view(array: np.ndarray, view: str) -> np.ndarray:

@@ -11,7 +11,6 @@ import pytest
 from brats.logs import LOGGERS, configure_logging, run_log
 
 
-
 def _emit_all(name: str = "brats.training.trainer") -> None:
     log = logging.getLogger(name)
     log.debug("debug line")
