@@ -1,14 +1,17 @@
 """The ``brats`` command: thin argparse front ends over library functions.
 
 Every subcommand is ``brats [--no-progress] [-v | -q] <name> …`` (the global flags may also follow
-the subcommand); user errors print one line (``brats: error: …``) and exit with status 2,
-problems found by ``brats check`` exit with status 1.
+the subcommand); user errors — bad arguments, bad input files, and OS errors such as a read-only
+or full disk, each naming the path or key — print one line (``brats: error: …``) and exit with
+status 2, problems found by ``brats check`` exit with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +20,46 @@ from brats.errors import BratsInputError
 from brats.logs import configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``brats: error: …``, status 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"brats: error: {message} (see {self.prog} --help)\n")
+
+
+def _fold(text: str) -> str:
+    """``--fold``: ``all`` or a non-negative integer (checked against ``train.folds`` later)."""
+    if text != "all" and not (text.isdigit() and text.isascii()):
+        raise argparse.ArgumentTypeError(f"expected a fold number 0, 1, … or 'all', got {text!r}")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    """A count or size argument: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """``--device``: auto, cpu, mps, cuda or cuda:N, and a CUDA device must exist."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected auto, cpu, cuda or "
+                                         "cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        index = int(text.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has "
+                                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return text
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -62,9 +105,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """Save a figure of one case."""
     from brats.data.layouts import discover
-    from brats.viz import plot_case, save_figure
+    from brats.io import refuse_overwriting_inputs
+    from brats.viz import figure_format, plot_case, save_figure
 
     out = Path(args.out)
+    figure_format(out)
+    refuse_overwriting_inputs([out], [args.case_dir])
     if out.exists() and not args.overwrite:
         raise BratsInputError(f"{out} exists; pass --overwrite to replace it")
     cases = discover(args.case_dir, args.release)
@@ -86,16 +132,38 @@ def _refuse_existing(path: str | None, overwrite: bool) -> None:
         raise BratsInputError(f"{path} exists; pass --overwrite to replace it")
 
 
+def _evaluate_uncertainty(args: argparse.Namespace) -> None:
+    """``brats evaluate --uncertainty DIR``: print the mean QU-BraTS scores per region."""
+    from brats.io import write_text
+    from brats.uncertainty import evaluate_uncertainty
+
+    scores, _ = evaluate_uncertainty(args.pred_dir, args.ref_dir, args.uncertainty,
+                                     release=args.release, points=args.uncertainty_points,
+                                     progress=not args.no_progress)
+    if args.out:
+        out = Path(args.out)
+        path = out.with_name(f"{out.stem}_uncertainty.csv")
+        _refuse_existing(str(path), args.overwrite)
+        write_text(scores.to_csv(index=False), path)
+        print(f"wrote {path}")
+    means = scores.groupby("region", sort=False)[["auc_dice", "auc_ftp", "auc_ftn", "score"]]
+    print("QU-BraTS uncertainty (mean over cases):")
+    print(means.mean().to_string(float_format=lambda v: f"{v:.4f}"))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score predictions against references and print the portal-style summary."""
     from brats.evaluation import evaluate_folder
-    from brats.io import write_text
+    from brats.io import refuse_overwriting_inputs, write_text
     from brats.metrics import summarize
 
+    refuse_overwriting_inputs([args.out], [args.pred_dir, args.ref_dir])
     _refuse_existing(args.out, args.overwrite)
     table = evaluate_folder(args.pred_dir, args.ref_dir, convention=args.convention,
                             release=args.release, allow_missing=args.allow_missing,
                             jobs=args.jobs, progress=not args.no_progress)
+    if args.uncertainty:
+        _evaluate_uncertainty(args)
     if args.out:
         write_text(table.to_csv(index=False), args.out)
         print(f"wrote {args.out} ({table['case'].nunique()} cases)")
@@ -106,9 +174,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check a submission folder; zip it when it passes."""
+    from brats.io import refuse_overwriting_inputs
     from brats.submission import check_submission, zip_submission
 
     zip_path = args.zip or str(Path(args.submission_dir).resolve()) + ".zip"
+    refuse_overwriting_inputs([zip_path], [args.submission_dir, args.images])
     _refuse_existing(zip_path, args.overwrite)
     problems = check_submission(args.submission_dir, args.images, args.release,
                                 progress=not args.no_progress)
@@ -125,16 +195,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Rank methods from their metrics CSVs."""
-    from brats.io import write_text
+    from brats.io import refuse_overwriting_inputs, write_text
     from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
-    from brats.viz import save_figure
+    from brats.viz import figure_format, save_figure
 
     names = args.name or [Path(p).stem for p in args.metrics]
     if len(names) != len(args.metrics):
         raise BratsInputError(f"{len(names)} --name for {len(args.metrics)} metrics files")
     if len(set(names)) != len(names):
         raise BratsInputError(f"method names must differ: {names}; use --name")
-    for path in (args.out, args.csv, args.plot):
+    if args.plot:
+        figure_format(args.plot)
+    outputs = [p for p in (args.out, args.csv, args.plot) if p]
+    if len({Path(p).resolve() for p in outputs}) != len(outputs):
+        raise BratsInputError(f"--out, --csv and --plot must be different files: {outputs}")
+    refuse_overwriting_inputs(outputs, args.metrics)
+    for path in outputs:
         _refuse_existing(path, args.overwrite)
     tables = {n: read_metrics(p) for n, p in zip(names, args.metrics)}
     board = leaderboard(tables)
@@ -146,6 +222,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         write_text(board.to_csv(), args.csv)
     if args.plot:
         save_figure(plot_leaderboard(tables), args.plot)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare runs on one dataset and write the report folder."""
+    from brats.report import compare, load_runs, parse_run_args, write_report
+
+    runs = load_runs(parse_run_args(args.runs), args.data, progress=not args.no_progress)
+    comparison = compare(runs, args.data, n_boot=args.boot, seed=args.seed,
+                         progress=not args.no_progress)
+    page = write_report(comparison, args.out, overwrite=args.overwrite)
+    print(comparison.leaderboard.round(3).to_string())
+    print(f"wrote {page} (tables and figures in {args.out})")
     return 0
 
 
@@ -209,38 +298,108 @@ def _inference_overrides(pairs: list[str], tta: int | None = None) -> dict[str, 
     return overrides
 
 
+def _runs_or_model(items: list[str], model: object) -> tuple[list[str], list[str]]:
+    """Run paths and ``key=value`` pairs; with ``--model`` the paths may be absent."""
+    if all("=" in item and not Path(item).exists() for item in items):
+        if not model:
+            raise BratsInputError("give at least one run or source folder (or --model ZIP) "
+                                  "before the key=value pairs")
+        return [], list(items)
+    return _split_positionals(items)
+
+
+def _optional_dir(value: str | bool | None, pairs: list[str], output: str, suffix: str
+                  ) -> tuple[str | None, list[str]]:
+    """An ``--option [DIR]`` value: None, DIR, or OUTPUT+suffix when given bare (a KEY=VALUE
+    that argparse took for the DIR goes back to the pairs)."""
+    if isinstance(value, str) and "=" in value and not Path(value).exists():
+        pairs, value = [*pairs, value], True
+    if value is True:
+        return str(Path(output)) + suffix, pairs
+    return value or None, pairs
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict a dataset folder with one or more trained runs (their probabilities averaged)."""
     from brats.inference.predictor import predict_folder
 
-    runs, pairs = _split_positionals(args.runs)
-    probabilities = args.save_probabilities
-    if isinstance(probabilities, str) and "=" in probabilities and not Path(probabilities).exists():
-        pairs, probabilities = [*pairs, probabilities], True  # a KEY=VALUE, not the DIR
+    runs, pairs = _runs_or_model(args.runs, args.model)
+    probabilities, pairs = _optional_dir(args.save_probabilities, pairs, args.output,
+                                         "_probabilities")
+    uncertainty, pairs = _optional_dir(args.uncertainty, pairs, args.output, "_uncertainty")
     overrides = _inference_overrides([*pairs, *args.overrides], args.tta)
-    if probabilities is True:
-        probabilities = str(Path(args.output)) + "_probabilities"
     paths = predict_folder(runs, args.input, args.output, release=args.release,
                            device=args.device, overrides=overrides,
                            probabilities_dir=probabilities, shard=args.shard,
                            checkpoint=args.checkpoint, resume=args.resume,
-                           overwrite=args.overwrite, progress=not args.no_progress)
+                           overwrite=args.overwrite, progress=not args.no_progress,
+                           uncertainty_dir=uncertainty,
+                           uncertainty_measure=args.uncertainty_measure, model=args.model)
     print(f"{len(paths)} prediction(s) in {args.output}")
     return 0
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     """Fuse saved probability maps and/or trained runs into one submission folder."""
-    from brats.inference.fusion import ensemble_folder
+    from brats.inference.fusion import ensemble_folder, is_run_source
 
-    sources, pairs = _split_positionals(args.sources)
+    sources, pairs = _runs_or_model(args.sources, args.model)
+    uncertainty, pairs = _optional_dir(args.uncertainty, pairs, args.output, "_uncertainty")
+    overrides = _inference_overrides([*pairs, *args.overrides])
+    work = args.work or str(Path(args.output)) + "_members"
+    if args.model:
+        from brats.package import predict_packages
+
+        sources = [*sources, *map(str, predict_packages(
+            args.model, args.input, work, release=args.release, device=args.device,
+            overrides=overrides, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.no_progress))]
+        if not any(is_run_source(Path(s)) for s in sources[:-len(args.model)]):
+            overrides = {}  # used by the packages; the other sources are maps
     paths = ensemble_folder(sources, args.input, args.output, weights=args.weights,
-                            work_dir=args.work, release=args.release, device=args.device,
-                            checkpoint=args.checkpoint,
-                            overrides=_inference_overrides([*pairs, *args.overrides]),
+                            work_dir=work, release=args.release, device=args.device,
+                            checkpoint=args.checkpoint, overrides=overrides,
                             resume=args.resume, overwrite=args.overwrite,
                             progress=not args.no_progress)
+    if uncertainty:
+        from brats.uncertainty import ensemble_uncertainty
+
+        maps = ensemble_uncertainty(sources, args.input, args.output, uncertainty,
+                                    weights=args.weights, work_dir=work, release=args.release,
+                                    measure=args.uncertainty_measure, resume=args.resume,
+                                    overwrite=args.overwrite, progress=not args.no_progress)
+        print(f"{len(maps)} uncertainty map(s) in {uncertainty}")
     print(f"{len(paths)} ensemble prediction(s) of {len(sources)} source(s) in {args.output}")
+    return 0
+
+
+def _add_uncertainty_flags(p: argparse.ArgumentParser, default: str) -> None:
+    """``--uncertainty [DIR]`` and ``--uncertainty-measure`` of predict and ensemble."""
+    p.add_argument("--uncertainty", nargs="?", const=True, metavar="DIR",
+                   help="also write QU-BraTS uncertainty maps <case>_unc_whole/_core/_enhance"
+                        f".nii.gz (0-100) in DIR (default: {default})")
+    p.add_argument("--uncertainty-measure", default="entropy", choices=["entropy", "std"],
+                   help="entropy of the mean region probability (default) or spread (std) of "
+                        "the samples")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Pack runs into a model package."""
+    from brats.io import refuse_overwriting_inputs
+    from brats.package import export_package, export_torchscript
+
+    refuse_overwriting_inputs([args.out], args.runs)
+    if args.torchscript:
+        if len(args.runs) != 1:
+            raise BratsInputError("--torchscript exports one run's network; give one run")
+        export_torchscript(args.runs[0], args.out, checkpoint=args.checkpoint,
+                           overwrite=args.overwrite)
+        print(f"wrote {args.out} (TorchScript)")
+        return 0
+    manifest = export_package(args.runs, args.out, checkpoint=args.checkpoint,
+                              overwrite=args.overwrite)
+    print(f"wrote {args.out}: {manifest['entry']}, {len(manifest['members'])} member(s), "
+          f"combine rule {manifest['combine']}")
     return 0
 
 
@@ -300,7 +459,7 @@ def _add_global_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``brats`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="brats", description="Reproduce, evaluate and compare the top BraTS 2017 entries.")
     parser.add_argument("--version", action="version", version=f"brats {__version__}")
     _add_global_flags(parser, suppress=False)
@@ -314,27 +473,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("synth", cmd_synth, "generate a synthetic BraTS dataset on MNI152 anatomy")
     p.add_argument("out_dir", help="output folder (must not exist or be empty)")
-    p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
+    p.add_argument("--cases", type=_positive_int, default=10, help="number of cases (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--release", default="2017", help="layout and naming to write (default 2017)")
-    p.add_argument("--shape", nargs=3, type=int, default=[240, 240, 155], metavar=("X", "Y", "Z"),
+    p.add_argument("--shape", nargs=3, type=_positive_int, default=[240, 240, 155], metavar=("X", "Y", "Z"),
                    help="grid size; smaller grids keep the 240×240×155 mm field of view")
     p.add_argument("--no-seg", action="store_true", help="validation split: no segmentations")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
 
     p = add("check", cmd_check, "check a dataset folder; exit 1 if any problem")
     p.add_argument("data_dir")
     p.add_argument("--release", help="force the release (default: detect)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
 
     p = add("prepare", cmd_prepare, "crop, z-score and cache a dataset for training")
     p.add_argument("data_dir")
     p.add_argument("--out", required=True, help="cache folder (new, or an earlier cache to resume)")
     p.add_argument("--release", help="force the release (default: detect)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                    help="cached image dtype (float16 halves the disk space)")
-    p.add_argument("--locations", type=int, default=1000,
+    p.add_argument("--locations", type=_positive_int, default=1000,
                    help="foreground voxel coordinates stored per label for sampling")
 
     p = add("show", cmd_show, "save an axial slice of the four modalities with the labels")
@@ -351,14 +510,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref_dir", help="dataset folder of any release, or a flat folder of label files")
     p.add_argument("--out", help="per-case CSV (case, region, dice, hd95, ...)")
     p.add_argument("--convention",
-                   help="brats-legacy (the 2017-2022 scorer), max-directed or "
-                        "brats2023-lesionwise (default: the scorer of the references' release: "
-                        "legacy up to 2022, lesion-wise from 2023)")
+                   help="brats-legacy (the 2017-2022 scorer), brats2023-lesionwise (the 2023 "
+                        "scorer), brats2024 (the 2024+ scorer) or max-directed (default: the "
+                        "scorer of the references' release: legacy up to 2022, lesion-wise for "
+                        "2023, brats2024 for 2024)")
     p.add_argument("--release", help="label convention / layout of the references (default: detect)")
     p.add_argument("--allow-missing", action="store_true",
                    help="score cases without a prediction as empty predictions")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--uncertainty", metavar="DIR",
+                   help="also run the QU-BraTS uncertainty evaluation on the <case>_unc_*.nii.gz "
+                        "maps in DIR (REF_DIR must hold the images: they give the brain mask); "
+                        "with --out, per-case scores go to OUT_uncertainty.csv")
+    p.add_argument("--uncertainty-points", type=_positive_int, default=4, metavar="N",
+                   help="uncertainty thresholds 0, 100/N, ..., 100 (default 4)")
 
     p = add("validate", cmd_validate, "check a submission folder like the portal; zip it if valid")
     p.add_argument("submission_dir")
@@ -375,14 +541,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="figure with per-region box plots (.png, .pdf)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
+    p = add("compare", cmd_compare, "compare runs on one dataset: statistics, breakdowns, "
+            "figures and one HTML report")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="[NAME=]PATH: a brats reproduce, "
+                   "predict or ensemble folder, or a metrics CSV")
+    p.add_argument("--data", required=True, help="the dataset the runs were scored on")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--boot", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a report of other inputs in --out")
+
     p = add("train", cmd_train, "train one member of an entry on one fold")
     p.add_argument("config", help="entry name (e.g. isensee2017) or a config .yaml")
     p.add_argument("--data", required=True, help="cache folder made by brats prepare")
-    p.add_argument("--fold", default="0", help="fold 0..folds-1, or 'all' for every case")
+    p.add_argument("--fold", default="0", type=_fold, help="fold 0..folds-1, or 'all' for every case")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--member", help="member to train ('all' for every member)")
     p.add_argument("--profile", help="config profile, e.g. quick (default: paper settings)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (with a "
                    "larger train.epochs: continue to the new end)")
     p.add_argument("--overwrite", action="store_true",
@@ -390,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. train.epochs=2")
 
     p = add("predict", cmd_predict, "predict a dataset folder; probabilities of all runs averaged")
-    p.add_argument("runs", nargs="+", help="run folders (or folders holding runs)")
+    p.add_argument("runs", nargs="*", help="run folders (or folders holding runs); none with "
+                   "--model")
     p.add_argument("overrides", nargs="*",
                    help="inference settings KEY=VALUE, e.g. inference.amp=true inference.num_mirrors=1")
     p.add_argument("--input", required=True, help="dataset folder of any release")
@@ -403,12 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="K/N: predict every N-th case starting at the K-th (each shard "
                    "of a shared folder passes --continue)")
     p.add_argument("--release", help="force the release (default: detect)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--model", metavar="ZIP", help="a model package (brats export) instead of runs")
+    _add_uncertainty_flags(p, "OUTPUT_uncertainty")
     _add_prediction_flags(p, "prediction folder")
 
     p = add("ensemble", cmd_ensemble, "average the class probabilities of several members "
             "(saved maps or trained runs), argmax, write submission files")
-    p.add_argument("sources", nargs="+", help="folders of <case>_probabilities.npz, run folders "
+    p.add_argument("sources", nargs="*", help="folders of <case>_probabilities.npz, run folders "
                    "or folders holding runs (e.g. OUT/runs of brats reproduce)")
     p.add_argument("overrides", nargs="*",
                    help="inference settings KEY=VALUE for the run sources, e.g. inference.amp=true")
@@ -417,8 +597,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=float, nargs="+", help="one weight per source (default: equal)")
     p.add_argument("--work", help="where run sources are predicted (default: OUTPUT_members)")
     p.add_argument("--release", help="force the release (default: detect)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--model", metavar="ZIP", action="append",
+                   help="a model package (brats export) as one more source, after the others "
+                        "(repeatable; --weights count them too)")
+    _add_uncertainty_flags(p, "OUTPUT_uncertainty; a folder of its own")
     _add_prediction_flags(p, "submission folder (and the run sources' work folders)")
+
+    p = add("export", cmd_export, "pack trained runs (weights, configs, combine rule) into one "
+            "shareable model package")
+    p.add_argument("runs", nargs="+", help="run folders (or folders holding runs) of one entry")
+    p.add_argument("--out", required=True, help="the package to write (.zip)")
+    p.add_argument("--torchscript", action="store_true",
+                   help="instead, trace one run's network to a TorchScript file (.pt)")
+    p.add_argument("--checkpoint", default="final", choices=["final", "best"],
+                   help="weights to pack: final (default) or best")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package")
 
     p = add("reproduce", cmd_reproduce, "prepare, train all folds, cross-validate, predict, score")
     p.add_argument("entry", help="isensee2017, wang2017, kamnitsas2017 or a config .yaml")
@@ -426,8 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", help="validation folder to predict into a submission")
     p.add_argument("--out", required=True, help="output folder (re-running resumes)")
     p.add_argument("--profile", default="paper", help="paper (default) or quick")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for prepare/evaluate")
+    p.add_argument("--device", default="auto", type=_device, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes for prepare/evaluate")
     p.add_argument("--checkpoint", default="final", choices=["final", "best"],
                    help="checkpoint the cross-validation and submission predict with (default "
                         "final)")
@@ -443,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("entries", cmd_entries, "list the reproduced entries with their descriptions and profiles")
     return parser
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,7 +661,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except BratsInputError as exc:
-        print(f"brats: error: {exc}", file=sys.stderr)
+        print(f"brats: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permissions, read-only or full disks: one line naming the path
+        where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+        reason = exc.strerror or str(exc)
+        print(f"brats: error: {_one_line(where) + ': ' if where else ''}{_one_line(reason)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("brats: interrupted", file=sys.stderr)

@@ -3,7 +3,8 @@
 A config file (``submissions/<entry>.yaml``) holds the paper's settings. Its optional
 ``profiles:`` section maps a profile name (e.g. ``quick``) to overrides, and command-line
 ``key=value`` pairs (``train.epochs=2``) override again. Unknown keys are errors that suggest the
-closest valid key. ``members:`` lists the independently trained networks of an entry, each a name
+closest valid key; numeric values outside their ranges (:data:`VALUE_RANGES`) are errors naming
+the key. ``members:`` lists the independently trained networks of an entry, each a name
 and overrides of the sections above; an entry without it has one member, ``model``.
 """
 
@@ -13,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import importlib
+import math
 import os
 import types
 import typing
@@ -38,7 +40,13 @@ class DataConfig:
     ``patch_size`` and ``output_crop`` are in view order (slices first); ``output_crop`` voxels
     are removed from each side of the target for networks with valid convolutions. ``roi``
     restricts sampling to a reference region's box plus ``roi_margin`` voxels; ``lgg_weight``
-    makes LGG cases that much likelier; ``require_foreground`` re-draws patches without target.
+    makes LGG cases that much likelier; ``require_foreground`` re-draws patches without target,
+    each one (``foreground_redraw: patch``) or whole batches without any
+    (``foreground_redraw: batch``, Wang et al.). ``slice_placement`` ``full`` lets an untargeted
+    patch centre lie anywhere along the view's slice axis (zero context beyond the volume, Wang
+    et al.); ``valid`` keeps the patch inside. ``background`` ``brain`` centres untargeted
+    patches on brain voxels outside the tumour, zero-padded at the border (DeepMedic); ``box``
+    draws them uniformly in the brain box / crop region.
     ``augmentation_backend``: ``device`` (default: loader workers read blocks and draw
     parameters, the training device augments whole batches, trilinear resampling;
     :mod:`brats.training.batch_augment`) or ``scipy`` (the exact original: each worker augments
@@ -59,6 +67,9 @@ class DataConfig:
     roi_margin: int = 5
     lgg_weight: float = 1.0
     require_foreground: bool = False
+    foreground_redraw: str = "patch"
+    slice_placement: str = "valid"
+    background: str = "box"
     augmentation_backend: str = "device"
     workers: int = 4
 
@@ -172,6 +183,10 @@ class EntryConfig:
 
     ``package`` names a method package (``cascade``, ``ensemble``) imported before anything is
     built, so that it can register its networks and losses in the core registries.
+    ``submission_models`` says which models ``brats reproduce`` predicts the validation set with:
+    ``folds`` (every cross-validation model of every member, Isensee et al.'s 5-fold ensemble) or
+    ``all`` (each member trained once more on every training case, as Wang et al. and EMMA
+    submitted); cross-validation metrics always come from the fold models.
     """
 
     entry: str
@@ -187,6 +202,7 @@ class EntryConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     members: tuple[MemberConfig, ...] = (MemberConfig("model"),)
     combine: str = "mean"
+    submission_models: str = "folds"
     reported: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -313,6 +329,59 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
     return cls(**kwargs)
 
 
+def _positive(v: float) -> bool:
+    return v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0
+
+
+def _fraction(v: float) -> bool:
+    return 0 <= v <= 1
+
+
+def _below_one(v: float) -> bool:
+    return 0 <= v < 1
+
+
+#: Range checks of numeric config values: key → (check of each value, what it must be). A tuple
+#: value is checked element by element; None (an unset optional value) is not checked.
+VALUE_RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    "data.patch_size": (_positive, "positive"), "data.batch_size": (_positive, "positive"),
+    "data.crop_size": (_positive, "positive"), "data.foreground_fraction": (_fraction, "in [0, 1]"),
+    "data.output_crop": (_non_negative, "≥ 0"), "data.roi_margin": (_non_negative, "≥ 0"),
+    "data.lgg_weight": (_positive, "positive"), "data.workers": (_non_negative, "≥ 0"),
+    "optim.lr": (_positive, "positive"), "optim.betas": (_below_one, "in [0, 1)"),
+    "optim.momentum": (_below_one, "in [0, 1)"), "optim.eps": (_positive, "positive"),
+    "optim.weight_decay": (_non_negative, "≥ 0"), "optim.l1": (_non_negative, "≥ 0"),
+    "optim.l2": (_non_negative, "≥ 0"), "optim.rho": (_below_one, "in [0, 1)"),
+    "optim.gamma": (_positive, "positive"), "optim.milestones": (_non_negative, "≥ 0"),
+    "optim.grad_clip": (_positive, "positive"), "train.epochs": (_positive, "positive"),
+    "train.iterations_per_epoch": (_positive, "positive"),
+    "train.val_batches": (_non_negative, "≥ 0"), "train.folds": (lambda v: v >= 2, "≥ 2"),
+    "inference.roi_size": (_positive, "positive"), "inference.overlap": (_below_one, "in [0, 1)"),
+    "inference.sw_batch_size": (_positive, "positive"),
+    "inference.num_mirrors": (lambda v: 1 <= v <= 8, "in 1..8"),
+    "inference.repeats": (_positive, "positive"),
+}
+
+
+def check_ranges(config: EntryConfig) -> None:
+    """Check every value named in :data:`VALUE_RANGES`.
+
+    Raises:
+        BratsInputError: one line naming the key, the value and the allowed range.
+    """
+    for key, (ok, allowed) in VALUE_RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not all(v is None or (math.isfinite(v) and ok(v)) for v in values):
+            raise BratsInputError(f"config key {key}: {value!r} is out of range; it must be "
+                                  f"{allowed}")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A config as plain nested dicts and lists (JSON/YAML-ready)."""
     def plain(value: Any) -> Any:
@@ -337,7 +406,8 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise BratsInputError(f"override {pair!r}: value is not valid YAML ({exc})") from None
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise BratsInputError(f"override {pair!r}: value is not valid YAML ({problem})") from None
     return out
 
 
@@ -357,7 +427,8 @@ def load_config(path: str | os.PathLike[str], profile: str | None = None,
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise BratsInputError(f"{p}: not valid YAML ({exc})") from None
+        problem = " ".join(str(exc).split())
+        raise BratsInputError(f"{p}: not valid YAML ({problem})") from None
     if not isinstance(raw, dict):
         raise BratsInputError(f"{p}: expected a mapping at the top level")
     profiles = raw.pop("profiles", {}) or {}
@@ -380,8 +451,11 @@ def load_config(path: str | os.PathLike[str], profile: str | None = None,
     if config.version != CONFIG_VERSION:
         raise BratsInputError(f"{p}: config version {config.version}, this brats reads "
                               f"version {CONFIG_VERSION}")
-    for member in config.members:
-        config.member(member.name)
+    try:
+        for member in config.members:
+            check_ranges(config.member(member.name))
+    except BratsInputError as exc:
+        raise BratsInputError(f"{p}: {exc}") from None
     return config
 
 

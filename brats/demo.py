@@ -30,17 +30,44 @@ SEED = 2017
 ENTRIES = ("isensee2017", "wang2017", "kamnitsas2017")
 
 
+#: Marker file the demo puts in its working folder; the demo works only in folders holding it.
+MARKER = ".brats-demo"
+
+
+def _claim(out: Path) -> None:
+    """Make ``out`` the demo's working folder: a new or empty folder, or one an earlier demo made
+    (it holds the marker, or, before the marker, a finished synthetic training split).
+
+    Raises:
+        BratsInputError: ``out`` holds files but no demo marker (it is not the demo's).
+    """
+    earlier = (out / MARKER).is_file() or (out / "data" / "Brats17TrainingData.done").is_file()
+    if out.exists() and not earlier:
+        if not out.is_dir() or any(out.iterdir()):
+            raise BratsInputError(f"{out} exists and was not made by brats demo; choose a new or "
+                                  "empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text("working folder of brats demo\n", out / MARKER)
+
+
 def _synth_once(folder: Path, cases: int, with_seg: bool, progress: bool) -> None:
-    """Generate a split unless a finished one is there; a half-written demo split is redone."""
+    """Generate a split unless a finished one is there; a split the demo started but did not
+    finish (``<folder>.started`` without ``<folder>.done``) is redone, any other folder of that
+    name is the user's and is refused."""
     done = folder.with_name(folder.name + ".done")
+    started = folder.with_name(folder.name + ".started")
     if done.is_file():
         print(f"  reusing {folder}")
         return
     if folder.exists():
+        if not started.is_file():
+            raise BratsInputError(f"{folder} exists and was not made by brats demo; move it away "
+                                  "or choose a new --out")
         shutil.rmtree(folder)
+    write_text("started\n", started)
     generate_dataset(folder, cases=cases, seed=SEED, release="2017", shape=SHAPE,
                      with_seg=with_seg, jobs=2, progress=progress)
-    done.write_text("complete\n")
+    write_text("complete\n", done)
 
 
 def publish_submission(source: Path, target: Path, images: Path) -> Path:
@@ -71,6 +98,7 @@ def run_demo(out: Path, progress: bool = True, submissions: Path | None = None) 
     """Run the demo in ``out`` and print what it made; submission folders go to
     ``submissions/<entry>/`` (default: ``out/submissions``)."""
     submissions = out / "submissions" if submissions is None else submissions
+    _claim(out)
     data = out / "data"
     train, val = data / "Brats17TrainingData", data / "Brats17ValidationData"
     total = len(ENTRIES) + 3

@@ -146,10 +146,11 @@ def _evaluate_safe(args: tuple[Pair, str]) -> list[dict] | str:
 
 
 #: Label convention of the references → the metric convention of that challenge's scorer
-#: (2017–2022: the legacy CaPTk/medpy scorer; 2023 on: lesion-wise). The 2024+ package
-#: (panoptica) defines lesion-wise scores differently again; the 2023 definition stands in.
+#: (2017–2022: the legacy CaPTk/medpy scorer; 2023: the lesion-wise script of
+#: rachitsaluja/BraTS-2023-Metrics; 2024 on: ``BraTS_evaluation`` on panoptica, see
+#: :func:`brats.metrics.instancewise_metrics`).
 SCORER_OF_LABELS: dict[str, str] = {"brats2023": "brats2023-lesionwise",
-                                    "brats2024": "brats2023-lesionwise"}
+                                    "brats2024": "brats2024"}
 
 
 def default_convention(label_convention: str) -> str:

@@ -28,11 +28,25 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise BratsInputError(f"{p}: metrics file not found")
-    table = pd.read_csv(p)
+    try:
+        table = pd.read_csv(p)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise BratsInputError(f"{p}: not a readable CSV ({reason})") from None
     needed = {"case", "region", *RANKED_METRICS}
     if not needed <= set(table.columns):
         raise BratsInputError(f"{p}: not a brats metrics CSV (needs columns {sorted(needed)})")
-    return table[table["region"].isin(REGION_ORDER)]
+    table = table[table["region"].isin(REGION_ORDER)]
+    if table.empty:
+        raise BratsInputError(f"{p}: no rows for the regions {', '.join(REGION_ORDER)}")
+    for metric in RANKED_METRICS:
+        values = pd.to_numeric(table[metric], errors="coerce")
+        bad = table.loc[values.isna() & table[metric].notna(), metric]
+        if len(bad):
+            raise BratsInputError(f"{p}: column {metric} holds non-numeric values "
+                                  f"(e.g. {bad.iloc[0]!r})")
+        table = table.assign(**{metric: values})
+    return table
 
 
 def rank_scores(tables: dict[str, pd.DataFrame]) -> pd.Series:

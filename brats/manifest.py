@@ -279,6 +279,15 @@ def check_folder(folder: str | os.PathLike[str], kind: str, settings: dict[str, 
                           "it was made with, or --overwrite to start again")
 
 
+def remove_unused(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove each folder that holds nothing but its manifest (made by a command that then
+    failed before writing anything); other folders are left alone."""
+    for folder in map(Path, folders):
+        if folder.is_dir() and [p.name for p in folder.iterdir()] == [MANIFEST_NAME]:
+            (folder / MANIFEST_NAME).unlink()
+            folder.rmdir()
+
+
 def prepare_outputs(folders: Mapping[Path, Iterable[str]], kind: str, settings: dict[str, Any],
                     resume: bool = False, overwrite: bool = False, ignore: Iterable[str] = (),
                     **extra: Any) -> None:

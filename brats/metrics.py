@@ -20,8 +20,10 @@ Conventions (``convention=`` argument; :data:`CONVENTIONS`)
     * sensitivity ``TP/|R|`` and specificity ``TN/(TN+FP)`` over the whole image.
 
     Edge values: both masks empty → Dice 1, HD95 0, sensitivity 1, specificity 1. Exactly one
-    empty → Dice 0, HD95 = image diagonal ``sqrt(sum((shape_i·spacing_i)²))`` (373.1287… mm for
-    240×240×155 at 1 mm; CaPTk uses the diagonal in voxels, which is the same at 1 mm).
+    empty → Dice 0, HD95 = the image diagonal **in voxels** ``sqrt(sum(shape_i²))`` (373.1287…
+    for 240×240×155), what CaPTk computes whatever the spacing (``empty_hd95=
+    "diagonal-voxels"``; ``"diagonal-mm"`` uses ``sqrt(sum((shape_i·spacing_i)²))``, the same
+    at 1 mm; a number, e.g. nnU-Net's fixed :data:`LEGACY_EMPTY_HD95`, is also accepted).
     Reference empty but prediction not → sensitivity 0 (CaPTk's NaN rule); prediction empty but
     reference not → sensitivity 0 by the formula. A reference filling the whole image has no
     negatives: specificity is then reported as 1 (CaPTk would give NaN).
@@ -32,10 +34,19 @@ Conventions (``convention=`` argument; :data:`CONVENTIONS`)
     Same surfaces, distances and edge values as ``"brats-legacy"``; differs from it mostly when
     one mask has a small spurious component far away. Dice/sensitivity/specificity unchanged.
 
-``"brats2023-lesionwise"`` — *not* the BraTS 2017 metric
-    The BraTS 2023 lesion-wise Dice and HD95 (see :func:`lesionwise_metrics`), implemented with
-    scipy.ndimage. Sensitivity, specificity and volumes stay full-volume, as the 2023 script
-    reports them.
+``"brats2023-lesionwise"`` — the BraTS 2023 scorer
+    The lesion-wise Dice and HD95 of rachitsaluja/BraTS-2023-Metrics (see
+    :func:`lesionwise_metrics`): dilation-merged lesions, lesion size threshold in mm³,
+    per-lesion HD95 on DeepMind surfels (:func:`surfel_hd95`: surface elements on the
+    voxel-corner grid, area-weighted 95th percentile, max of both directions), 374 for misses
+    and false positives. Sensitivity, specificity and volumes stay full-volume, as the 2023
+    script reports them.
+
+``"brats2024"`` — the BraTS 2024+ scorer (``BraTS_evaluation`` 0.0.8 on panoptica)
+    Instance-wise Dice and HD95 (see :func:`instancewise_metrics`): one-to-one matching of
+    connected components on Dice > 1e-6, no dilation, per-pair Dice and medpy-style HD95
+    averaged over matched pairs; HD95 ``inf`` when nothing matches. Sensitivity, specificity
+    and volumes stay full-volume.
 
 Speed
 -----
@@ -44,27 +55,37 @@ box of the union of prediction and reference, surfaces are found by shifted-arra
 a one-voxel zero pad, and nearest-surface distances come from a KD-tree on surface voxels
 (``scipy.spatial.cKDTree``, exact Euclidean nearest neighbours). A full 240×240×155 case
 (three regions, all metrics) takes a few hundredths of a second; medpy's full-volume ``hd95``
-takes seconds per region (see ``benchmarks/metrics``).
+takes seconds per region (see ``benchmarks/metrics``). Surfels are found the same way on the
+corner grid of the crop (:func:`surfel_distances`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import ndimage as ndi
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from brats.data.labels import ED, NCR, REGIONS
 from brats.errors import BratsInputError
 
 __all__ = [
+    "BRATS2024_AGGREGATES",
+    "BRATS2024_MATCH_THRESHOLD",
+    "BRATS2024_NO_MATCH_HD95",
     "CONVENTIONS",
+    "EMPTY_HD95",
+    "EMPTY_HD95_RULES",
     "EXTRA_LABEL_REGIONS",
+    "LEGACY_EMPTY_HD95",
     "LESIONWISE_MISS_HD95",
     "METRIC_KEYS",
     "SUMMARY_ROWS",
@@ -73,21 +94,52 @@ __all__ = [
     "dice",
     "hd95",
     "image_diagonal",
+    "instancewise_metrics",
     "lesionwise_metrics",
     "sensitivity",
     "specificity",
     "summarize",
     "surface_distances",
+    "surfel_area_table",
+    "surfel_distances",
+    "surfel_hd95",
 ]
 
 #: Voxel spacing in mm: one number for every axis, or one per axis (sequence or array).
 SpacingLike = float | Sequence[float] | np.ndarray
 
 #: Valid values of every ``convention`` argument; the first is the default.
-CONVENTIONS: tuple[str, ...] = ("brats-legacy", "max-directed", "brats2023-lesionwise")
+CONVENTIONS: tuple[str, ...] = (
+    "brats-legacy", "max-directed", "brats2023-lesionwise", "brats2024")
 
 #: HD95 (mm) the BraTS 2023 script gives a missed lesion or a false-positive component.
 LESIONWISE_MISS_HD95: float = 374.0
+
+#: nnU-Net's fixed legacy constant: the 240×240×155 diagonal in voxels, sqrt(139225).
+LEGACY_EMPTY_HD95: float = 373.12866
+
+#: Named rules for the HD95 of a full-volume convention when exactly one mask is empty.
+EMPTY_HD95_RULES: tuple[str, ...] = ("diagonal-voxels", "diagonal-mm")
+
+#: brats2024: a pair counts as a match only with Dice above this (BraTS_evaluation gli config).
+BRATS2024_MATCH_THRESHOLD: float = 1e-6
+
+#: brats2024, ``aggregate="matched"``: case HD95 when no instance pair matched.
+BRATS2024_NO_MATCH_HD95: float = math.inf
+
+#: ``aggregate`` values of :func:`instancewise_metrics`; the first is the default.
+BRATS2024_AGGREGATES: tuple[str, ...] = ("matched", "brats2023")
+
+#: Per convention, the HD95 when exactly one side is empty: a rule of
+#: :data:`EMPTY_HD95_RULES` or a value in mm. Lesion-wise it is the score of a missed lesion
+#: or false positive; brats2024 the case value with no matched pair. Only the first two can be
+#: overridden (``empty_hd95=``; e.g. ``"diagonal-mm"`` or :data:`LEGACY_EMPTY_HD95`).
+EMPTY_HD95: dict[str, str | float] = {
+    "brats-legacy": "diagonal-voxels",
+    "max-directed": "diagonal-voxels",
+    "brats2023-lesionwise": LESIONWISE_MISS_HD95,
+    "brats2024": BRATS2024_NO_MATCH_HD95,
+}
 
 #: Extra "regions" added by ``case_metrics(..., include_labels=True)``: single canonical labels.
 #: The ET label (4) *is* the ET region, so it is not repeated.
@@ -251,6 +303,217 @@ def _hd95_from_distances(d_pr: np.ndarray, d_rp: np.ndarray, convention: str) ->
 
 
 # --------------------------------------------------------------------------------------------
+# surfels (BraTS 2023 scorer: DeepMind surface-distance definition)
+# --------------------------------------------------------------------------------------------
+
+_CUBE_CORNERS: tuple[tuple[int, int, int], ...] = tuple(itertools.product((0, 1), repeat=3))
+
+
+def _corner_bit(corner: tuple[int, ...]) -> int:
+    """Bit of a 2×2×2 neighbourhood code that holds the voxel at offset ``corner``."""
+    return 1 << (7 - (4 * corner[0] + 2 * corner[1] + corner[2]))
+
+
+def _cube_faces() -> list[list[tuple[int, int, int]]]:
+    """The six faces of the unit cube, each as its four corners in cyclic order."""
+    faces = []
+    for axis in range(3):
+        u, v = (a for a in range(3) if a != axis)
+        for level in (0, 1):
+            face = []
+            for pu, pv in ((0, 0), (0, 1), (1, 1), (1, 0)):
+                c = [0, 0, 0]
+                c[axis], c[u], c[v] = level, pu, pv
+                face.append((c[0], c[1], c[2]))
+            faces.append(face)
+    return faces
+
+
+def _iso_loops(code: int) -> list[list[np.ndarray]]:
+    """Closed iso-surface polygons of one 2×2×2 configuration (vertices at edge midpoints).
+
+    On a face whose inside corners are diagonal, the corners of the minority class (inside if
+    at most four corners are inside, else outside) are cut off, which makes the surface of a
+    code and of its complement the same.
+    """
+    inside = {c: bool(code & _corner_bit(c)) for c in _CUBE_CORNERS}
+    cut_inside = sum(inside.values()) <= 4
+    segments: list[tuple[tuple, tuple]] = []
+    for face in _cube_faces():
+        crossed = [tuple(sorted((face[i], face[(i + 1) % 4]))) for i in range(4)
+                   if inside[face[i]] != inside[face[(i + 1) % 4]]]
+        if len(crossed) == 2:
+            segments.append((crossed[0], crossed[1]))
+        elif len(crossed) == 4:
+            for corner in face:
+                if inside[corner] == cut_inside:
+                    ends = [e for e in crossed if corner in e]
+                    segments.append((ends[0], ends[1]))
+    loops = []
+    while segments:
+        first, current = segments.pop(0)
+        loop = [first, current]
+        while True:
+            seg = next(s for s in segments if current in s)
+            segments.remove(seg)
+            current = seg[1] if seg[0] == current else seg[0]
+            if current == first:
+                break
+            loop.append(current)
+        loops.append([(np.asarray(a, float) + np.asarray(b, float)) / 2 for a, b in loop])
+    return loops
+
+
+def _triangulations(idx: list[int]) -> Iterator[list[tuple[int, int, int]]]:
+    """Every triangulation of the convex polygon with vertex indices ``idx`` (in order)."""
+    if len(idx) < 3:
+        yield []
+        return
+    first, last = idx[0], idx[-1]
+    for k in range(1, len(idx) - 1):
+        for left in _triangulations(idx[:k + 1]):
+            for right in _triangulations(idx[k:]):
+                yield [*left, (first, idx[k], last), *right]
+
+
+@functools.cache
+def _surfel_area_vectors() -> tuple[np.ndarray, ...]:
+    """Per neighbourhood code (256), the (T, 3) area vectors (voxel units) of its triangles.
+
+    Marching-cubes surface of the 2×2×2 configuration with vertices at edge midpoints; each
+    polygon is split into the triangulation of largest total area. This reproduces the
+    surfel areas of DeepMind's ``surface-distance`` lookup table (checked against it, for all
+    256 codes and random anisotropic spacings, in ``tests/brats/test_lesionwise.py``).
+    """
+    out = []
+    for code in range(256):
+        vectors = [np.zeros((0, 3))]
+        for loop in _iso_loops(code):
+            best, best_area = None, -1.0
+            for tris in _triangulations(list(range(len(loop)))):
+                vec = np.array([np.cross(loop[j] - loop[i], loop[k] - loop[i]) / 2
+                                for i, j, k in tris])
+                area = float(np.linalg.norm(vec, axis=1).sum())
+                if area > best_area + 1e-12:
+                    best, best_area = vec, area
+            vectors.append(best)
+        out.append(np.concatenate(vectors))
+    return tuple(out)
+
+
+def surfel_area_table(spacing: SpacingLike = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Surface area (mm²) of the surfel at a voxel corner, by its 2×2×2 neighbourhood code.
+
+    Args:
+        spacing: voxel size in mm (3 axes).
+
+    Returns:
+        (256,) float64 array; code bit ``7 - (4a + 2b + c)`` is set when the voxel at offset
+        (a, b, c) ∈ {0, 1}³ of the corner's neighbourhood is foreground. Codes 0 and 255 have
+        no surface.
+    """
+    sp = _as_spacing(spacing, 3)
+    scale = np.array([sp[1] * sp[2], sp[0] * sp[2], sp[0] * sp[1]])
+    return np.array([float(np.linalg.norm(v * scale, axis=1).sum())
+                     for v in _surfel_area_vectors()])
+
+
+def _surfels(mask: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Surfel corners (M, 3) (corner grid indices; corner i lies between voxels i−1 and i) and
+    their areas (M,) of a 3-D boolean mask; outside the array counts as background."""
+    padded = np.pad(mask, 1, mode="constant", constant_values=False).astype(np.uint8)
+    n0, n1, n2 = (s + 1 for s in mask.shape)
+    code = np.zeros((n0, n1, n2), np.uint8)
+    for corner in _CUBE_CORNERS:
+        a, b, c = corner
+        code |= padded[a:a + n0, b:b + n1, c:c + n2] * np.uint8(_corner_bit(corner))
+    border = (code != 0) & (code != 255)
+    return np.argwhere(border), table[code[border]]
+
+
+def _robust_percentile(dist: np.ndarray, area: np.ndarray, percent: float) -> float:
+    """First distance at which the cumulative surfel area reaches ``percent`` % (no
+    interpolation; distances sorted by (distance, area) as the DeepMind package does)."""
+    order = np.lexsort((area, dist))
+    dist, area = dist[order], area[order]
+    cum = np.cumsum(area) / np.sum(area)
+    idx = int(np.searchsorted(cum, percent / 100.0))
+    return float(dist[min(idx, dist.size - 1)])
+
+
+def surfel_distances(pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike = (1.0, 1.0, 1.0)
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Surfel distances of two non-empty 3-D masks (DeepMind ``compute_surface_distances``).
+
+    Surfels sit on the voxel-corner grid: a corner is a surfel when its 2×2×2 neighbourhood
+    is neither all background nor all foreground; its area is :func:`surfel_area_table`.
+    Distances are exact Euclidean (mm) from each surfel to the nearest surfel of the other
+    mask.
+
+    Returns:
+        ``(d_pred_to_ref, area_pred, d_ref_to_pred, area_ref)``: 1-D float64 arrays, one entry
+        per surfel (distances in mm, areas in mm²), unsorted.
+
+    Raises:
+        BratsInputError: shape mismatch, not 3-D, bad spacing, or an empty mask.
+    """
+    p, r = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
+    _check_same_shape(p, r)
+    if p.ndim != 3:
+        raise BratsInputError(f"surfel distances need 3-D masks, got {p.ndim}-D")
+    sp = _as_spacing(spacing, 3)
+    if not p.any() or not r.any():
+        raise BratsInputError("surfel distances need two non-empty masks")
+    return _surfel_distances(p, r, sp)
+
+
+def _surfel_distances(p: np.ndarray, r: np.ndarray, sp: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    box = _bbox(p | r)
+    assert box is not None
+    table = surfel_area_table(sp)
+    p_pts, p_area = _surfels(p[box], table)
+    r_pts, r_area = _surfels(r[box], table)
+    p_mm, r_mm = p_pts * sp, r_pts * sp
+    d_pr, _ = cKDTree(r_mm).query(p_mm, k=1)
+    d_rp, _ = cKDTree(p_mm).query(r_mm, k=1)
+    return (np.asarray(d_pr, np.float64), p_area, np.asarray(d_rp, np.float64), r_area)
+
+
+def surfel_hd95(pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike = (1.0, 1.0, 1.0),
+                percent: float = 95.0) -> float:
+    """Robust Hausdorff distance (mm) of DeepMind ``compute_robust_hausdorff(…, 95)``.
+
+    Per direction, the first surfel distance at which the cumulative surfel area reaches
+    ``percent`` %; then the maximum of the two directions. This is the BraTS 2023 script's
+    "Legacy_HD95" and per-lesion HD95 (rachitsaluja/BraTS-2023-Metrics@0c603fc
+    ``brats_2023_metrics/surface_distance/brats_metrics.py``).
+
+    Returns:
+        HD95 in mm; 0.0 when both masks are empty (the 2023 script's rule), ``inf`` when
+        exactly one is (the package's value; the 2023 script then writes 374).
+    """
+    p, r = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
+    _check_same_shape(p, r)
+    if p.ndim != 3:
+        raise BratsInputError(f"surfel HD95 needs 3-D masks, got {p.ndim}-D")
+    sp = _as_spacing(spacing, 3)
+    if not 0.0 <= percent <= 100.0:
+        raise BratsInputError(f"percent must be in [0, 100], got {percent!r}")
+    has_p, has_r = bool(p.any()), bool(r.any())
+    if not (has_p or has_r):
+        return 0.0
+    if not (has_p and has_r):
+        return math.inf
+    return _surfel_hd(p, r, sp, percent)
+
+
+def _surfel_hd(p: np.ndarray, r: np.ndarray, sp: np.ndarray, percent: float = 95.0) -> float:
+    d_pr, a_p, d_rp, a_r = _surfel_distances(p, r, sp)
+    return max(_robust_percentile(d_pr, a_p, percent), _robust_percentile(d_rp, a_r, percent))
+
+
+# --------------------------------------------------------------------------------------------
 # overlap metrics from counts
 # --------------------------------------------------------------------------------------------
 
@@ -308,17 +571,51 @@ def specificity(pred: ArrayLike, ref: ArrayLike) -> float:
 # HD95
 # --------------------------------------------------------------------------------------------
 
+def _empty_hd95_value(rule: str | float, shape: Sequence[int], spacing: np.ndarray) -> float:
+    if isinstance(rule, str):
+        if rule == "diagonal-voxels":
+            return image_diagonal(shape, 1.0)
+        if rule == "diagonal-mm":
+            return image_diagonal(shape, spacing)
+        raise BratsInputError(
+            f"unknown empty_hd95 rule {rule!r}; expected one of {', '.join(EMPTY_HD95_RULES)} "
+            "or a number (mm)")
+    value = float(rule)
+    if not value >= 0:
+        raise BratsInputError(f"empty_hd95 must be >= 0, got {rule!r}")
+    return value
+
+
+def _resolve_empty_hd95(convention: str, empty_hd95: str | float | None, shape: Sequence[int],
+                        spacing: np.ndarray) -> float:
+    """HD95 (mm) of a full-volume convention when exactly one mask is empty."""
+    if convention not in ("brats-legacy", "max-directed"):
+        if empty_hd95 is not None:
+            raise BratsInputError(
+                f"empty_hd95 only applies to 'brats-legacy' and 'max-directed', not {convention!r}")
+        return float(EMPTY_HD95[convention])
+    return _empty_hd95_value(EMPTY_HD95[convention] if empty_hd95 is None else empty_hd95,
+                             shape, spacing)
+
+
 def _hd95_masks(p: np.ndarray, r: np.ndarray, n_pred: int, n_ref: int, spacing: np.ndarray,
-                convention: str, diagonal: float) -> float:
+                convention: str, empty_value: float) -> float:
     if n_pred == 0 and n_ref == 0:
         return 0.0
     if n_pred == 0 or n_ref == 0:
-        return diagonal
+        return empty_value
     return _hd95_from_distances(*_directed_distances(p, r, spacing), convention)
 
 
+_LESION_KWARGS: dict[str, tuple[str, ...]] = {
+    "brats2023-lesionwise": ("dilation_iterations", "size_threshold"),
+    "brats2024": ("aggregate",),
+}
+
+
 def hd95(pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike = (1.0, 1.0, 1.0),
-         convention: str = "brats-legacy", **lesionwise_kwargs: Any) -> float:
+         convention: str = "brats-legacy", *, empty_hd95: str | float | None = None,
+         **lesion_kwargs: Any) -> float:
     """95th-percentile Hausdorff distance (mm) between two boolean (X, Y, Z) masks.
 
     Args:
@@ -327,27 +624,34 @@ def hd95(pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike = (1.0, 1.0, 1.0)
         convention: one of :data:`CONVENTIONS` (see the module docstring).
             ``"brats-legacy"`` equals ``medpy.metric.binary.hd95(pred, ref, voxelspacing=spacing)``
             (pooled percentile); ``"max-directed"`` is the max of the two directed 95th
-            percentiles; ``"brats2023-lesionwise"`` returns the lesion-wise case HD95 of
-            :func:`lesionwise_metrics` (keyword arguments are passed on to it).
+            percentiles; ``"brats2023-lesionwise"`` / ``"brats2024"`` return the case HD95 of
+            :func:`lesionwise_metrics` / :func:`instancewise_metrics` (further keyword
+            arguments are passed on to them).
+        empty_hd95: value when exactly one mask is empty, for ``"brats-legacy"`` and
+            ``"max-directed"`` only: ``"diagonal-voxels"`` (default, the CaPTk scorer:
+            373.13 at 240×240×155), ``"diagonal-mm"`` (:func:`image_diagonal` with spacing)
+            or a number in mm.
 
     Returns:
-        HD95 in mm. Both empty → 0.0; exactly one empty → the image diagonal
-        (:func:`image_diagonal`) for the first two conventions, 374.0 lesion-wise.
+        HD95 in mm. Both empty → 0.0.
 
     Raises:
-        BratsInputError: unknown convention, shape mismatch or bad spacing.
+        BratsInputError: unknown convention or option, shape mismatch or bad spacing.
     """
     _check_convention(convention)
     p, r = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
     _check_same_shape(p, r)
     sp = _as_spacing(spacing, p.ndim)
+    extra = sorted(set(lesion_kwargs) - set(_LESION_KWARGS.get(convention, ())))
+    if extra:
+        raise BratsInputError(f"{extra} do not apply to convention {convention!r}")
+    empty_value = _resolve_empty_hd95(convention, empty_hd95, p.shape, sp)
     if convention == "brats2023-lesionwise":
-        return lesionwise_metrics(p, r, sp, **lesionwise_kwargs)["hd95"]
-    if lesionwise_kwargs:
-        raise BratsInputError(
-            f"{sorted(lesionwise_kwargs)} only apply to convention 'brats2023-lesionwise'")
+        return lesionwise_metrics(p, r, sp, **lesion_kwargs)["hd95"]
+    if convention == "brats2024":
+        return instancewise_metrics(p, r, sp, **lesion_kwargs)["hd95"]
     return _hd95_masks(p, r, int(np.count_nonzero(p)), int(np.count_nonzero(r)), sp, convention,
-                       image_diagonal(p.shape, sp))
+                       empty_value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,9 +659,10 @@ def hd95(pred: ArrayLike, ref: ArrayLike, spacing: SpacingLike = (1.0, 1.0, 1.0)
 # --------------------------------------------------------------------------------------------
 
 def _lesionwise_core(p: np.ndarray, r: np.ndarray, spacing: np.ndarray,
-                     dilation_iterations: int, size_threshold: int) -> dict[str, Any]:
-    """Lesion-wise scores of crops that hold every foreground voxel plus ``dilation_iterations``
-    voxels of margin (clipped at the image edge) — enough for the dilation to be exact."""
+                     dilation_iterations: int, size_threshold: float) -> dict[str, Any]:
+    """Lesion-wise scores of 3-D crops that hold every foreground voxel plus
+    ``dilation_iterations`` voxels of margin (clipped at the image edge) — enough for the
+    dilation to be exact; surfels need no margin (outside the crop counts as background)."""
     ndim = p.ndim
     full = ndi.generate_binary_structure(ndim, ndim)          # 26-connectivity in 3-D
     dil_struct = ndi.generate_binary_structure(ndim, _DILATION_CONNECTIVITY)
@@ -390,7 +695,9 @@ def _lesionwise_core(p: np.ndarray, r: np.ndarray, spacing: np.ndarray,
     lesion_hd95: list[float] = []
     n_tp = n_fn = n_ignored = 0
     for k in range(1, n_lesions + 1):
-        if lesion_size[k] <= size_threshold:
+        # the 2023 script: np.sum(lesion) * sx * sy * sz > threshold (mm³) keeps a lesion
+        volume = float(lesion_size[k]) * spacing[0] * spacing[1] * spacing[2]
+        if volume <= size_threshold:
             n_ignored += 1
             continue
         comps = pair_comp[pair_lesion == k]
@@ -408,8 +715,7 @@ def _lesionwise_core(p: np.ndarray, r: np.ndarray, spacing: np.ndarray,
         tp = int(np.count_nonzero(g & q))
         n_q, n_g = int(np.count_nonzero(q)), int(lesion_size[k])
         lesion_dice.append(_dice_from_counts(tp, n_q, n_g))
-        lesion_hd95.append(_hd95_from_distances(*_directed_distances(q, g, spacing),
-                                                "max-directed"))
+        lesion_hd95.append(_surfel_hd(q, g, spacing))
 
     n_scored = len(lesion_dice) + n_fp
     if n_scored == 0:
@@ -421,28 +727,32 @@ def _lesionwise_core(p: np.ndarray, r: np.ndarray, spacing: np.ndarray,
             "n_ignored": n_ignored, "lesion_dice": lesion_dice, "lesion_hd95": lesion_hd95}
 
 
-def _check_lesion_params(dilation_iterations: int, size_threshold: int) -> None:
+def _check_lesion_params(dilation_iterations: int, size_threshold: float, ndim: int) -> None:
+    if ndim != 3:
+        raise BratsInputError(f"lesion-wise metrics need 3-D masks, got {ndim}-D")
     if int(dilation_iterations) != dilation_iterations or dilation_iterations < 0:
         raise BratsInputError(f"dilation_iterations must be an integer >= 0, got {dilation_iterations!r}")
-    if size_threshold < 0:
-        raise BratsInputError(f"size_threshold must be >= 0, got {size_threshold!r}")
+    if not size_threshold >= 0:
+        raise BratsInputError(f"size_threshold must be >= 0 (mm³), got {size_threshold!r}")
 
 
 def lesionwise_metrics(pred: ArrayLike, ref: ArrayLike,
                        spacing: SpacingLike = (1.0, 1.0, 1.0), *,
-                       dilation_iterations: int = 3, size_threshold: int = 50) -> dict[str, Any]:
-    """BraTS 2023 lesion-wise Dice and HD95 of one region (rachitsaluja/BraTS-2023-Metrics).
+                       dilation_iterations: int = 3, size_threshold: float = 50.0
+                       ) -> dict[str, Any]:
+    """BraTS 2023 lesion-wise Dice and HD95 of one region.
+
+    Definitions of rachitsaluja/BraTS-2023-Metrics@0c603fc
+    (``brats_2023_metrics/surface_distance/brats_metrics.py``):
 
     * Reference lesions: 26-connected components of ``ref``; components whose dilations (by
       ``generate_binary_structure(3, 2)``, ``dilation_iterations`` times) touch are merged.
     * A predicted 26-connected component that overlaps a lesion's dilated mask is one of its
       matches (a component may match several lesions). Lesion Dice / HD95 are computed between
-      the undilated lesion and the union of its matches; HD95 is the max of the two directed
-      95th percentiles (voxel surfaces; the 2023 script uses DeepMind surfels, which can
-      differ by a fraction of a voxel).
-    * Lesions of ≤ ``size_threshold`` *voxels* are neither scored nor counted as missed (the
-      2023 script compares the volume in mm³ with 50; identical at 1 mm spacing), and their
-      matches are not false positives.
+      the undilated lesion and the union of its matches; HD95 is the DeepMind surfel
+      ``compute_robust_hausdorff(…, 95)`` (:func:`surfel_hd95`).
+    * Lesions of volume ``n_voxels · sx · sy · sz ≤ size_threshold`` mm³ are neither scored nor
+      counted as missed, and their matches are not false positives.
     * A missed lesion scores Dice 0 / HD95 374; each unmatched predicted component adds a false
       positive with Dice 0 / HD95 374.
     * Case score = mean over kept lesions and false positives; if there are neither, Dice 1 and
@@ -452,22 +762,136 @@ def lesionwise_metrics(pred: ArrayLike, ref: ArrayLike,
         pred, ref: boolean (X, Y, Z) masks of one region.
         spacing: voxel size in mm.
         dilation_iterations: 3 for GLI/SSA/PED, 1 for MEN/MET (0 = no dilation).
-        size_threshold: lesion size (voxels) at or below which a lesion is ignored (2 for MET).
+        size_threshold: lesion volume (mm³) at or below which a lesion is ignored (50; 2 for
+            MET).
 
     Returns:
         dict with ``dice``, ``hd95`` (mm), ``n_tp`` / ``n_fn`` (kept lesions matched / missed),
         ``n_fp`` (unmatched predicted components), ``n_ignored`` (small lesions), and the
         per-lesion lists ``lesion_dice`` / ``lesion_hd95`` (kept lesions, in label order).
     """
-    _check_lesion_params(dilation_iterations, size_threshold)
     p, r = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
     _check_same_shape(p, r)
+    _check_lesion_params(dilation_iterations, size_threshold, p.ndim)
     sp = _as_spacing(spacing, p.ndim)
     box = _bbox(p | r, margin=int(dilation_iterations))
     if box is None:
         return _lesionwise_core(np.zeros((1,) * p.ndim, bool), np.zeros((1,) * p.ndim, bool),
                                 sp, int(dilation_iterations), size_threshold)
     return _lesionwise_core(p[box], r[box], sp, int(dilation_iterations), size_threshold)
+
+
+# --------------------------------------------------------------------------------------------
+# BraTS 2024+ instance-wise (BraTS_evaluation / panoptica definitions)
+# --------------------------------------------------------------------------------------------
+
+def _instancewise_core(p: np.ndarray, r: np.ndarray, spacing: np.ndarray,
+                       aggregate: str) -> dict[str, Any]:
+    """Instance-wise scores of crops that hold every foreground voxel."""
+    full = ndi.generate_binary_structure(p.ndim, p.ndim)
+    ref_lab, n_ref = ndi.label(r, structure=full)
+    pred_lab, n_pred = ndi.label(p, structure=full)
+    ref_size = np.bincount(ref_lab.ravel(), minlength=n_ref + 1)
+    pred_size = np.bincount(pred_lab.ravel(), minlength=n_pred + 1)
+
+    both = (ref_lab > 0) & (pred_lab > 0)
+    keys, inter = np.unique(ref_lab[both].astype(np.int64) * (n_pred + 1) + pred_lab[both],
+                            return_counts=True)
+    pair_ref, pair_pred = keys // (n_pred + 1), keys % (n_pred + 1)
+    pair_dice = 2.0 * inter / (ref_size[pair_ref] + pred_size[pair_pred])
+    keep = pair_dice > BRATS2024_MATCH_THRESHOLD
+    pair_ref, pair_pred, pair_dice = pair_ref[keep], pair_pred[keep], pair_dice[keep]
+
+    # one-to-one matching of largest total Dice over the candidate pairs
+    rows, row_idx = np.unique(pair_ref, return_inverse=True)
+    cols, col_idx = np.unique(pair_pred, return_inverse=True)
+    weights = np.zeros((rows.size, cols.size))
+    weights[row_idx, col_idx] = pair_dice
+    ri, ci = linear_sum_assignment(weights, maximize=True)
+    ok = weights[ri, ci] > BRATS2024_MATCH_THRESHOLD
+    matches = sorted(zip(rows[ri[ok]].tolist(), cols[ci[ok]].tolist()))
+
+    ref_boxes = ndi.find_objects(ref_lab)
+    pred_boxes = ndi.find_objects(pred_lab)
+    lesion_dice: list[float] = []
+    lesion_hd95: list[float] = []
+    for k, c in matches:
+        box = _union_slices(ref_boxes[k - 1], pred_boxes[c - 1])
+        g = ref_lab[box] == k
+        q = pred_lab[box] == c
+        lesion_dice.append(_dice_from_counts(int(np.count_nonzero(g & q)), int(pred_size[c]),
+                                             int(ref_size[k])))
+        lesion_hd95.append(_hd95_from_distances(*_directed_distances(q, g, spacing),
+                                                "brats-legacy"))
+    n_tp = len(matches)
+    n_fn, n_fp = n_ref - n_tp, n_pred - n_tp
+    if aggregate == "matched":
+        if n_tp:
+            case_dice = float(np.mean(lesion_dice))
+            case_hd95 = float(np.mean(lesion_hd95))
+        elif n_ref == 0 and n_pred == 0:
+            case_dice, case_hd95 = 1.0, 0.0
+        else:
+            case_dice, case_hd95 = 0.0, BRATS2024_NO_MATCH_HD95
+    else:
+        n_scored = n_tp + n_fn + n_fp
+        if n_scored == 0:
+            case_dice, case_hd95 = 1.0, 0.0
+        else:
+            case_dice = float(sum(lesion_dice)) / n_scored
+            case_hd95 = (float(sum(lesion_hd95)) + (n_fn + n_fp) * LESIONWISE_MISS_HD95) / n_scored
+    return {"dice": case_dice, "hd95": case_hd95, "n_tp": n_tp, "n_fn": n_fn, "n_fp": n_fp,
+            "lesion_dice": lesion_dice, "lesion_hd95": lesion_hd95}
+
+
+def _check_aggregate(aggregate: str) -> None:
+    if aggregate not in BRATS2024_AGGREGATES:
+        raise BratsInputError(f"unknown aggregate {aggregate!r}; expected one of "
+                              f"{', '.join(BRATS2024_AGGREGATES)}")
+
+
+def instancewise_metrics(pred: ArrayLike, ref: ArrayLike,
+                         spacing: SpacingLike = (1.0, 1.0, 1.0), *,
+                         aggregate: str = "matched") -> dict[str, Any]:
+    """BraTS 2024+ instance-wise Dice and HD95 of one region (``brats2024`` convention).
+
+    Definitions of the official 2024/2025 scorer, ``BraTS_evaluation`` 0.0.8 on panoptica
+    (Sage-Bionetworks-Challenges/brats-infra@4d6b4b8 ``evaluation/segmentation/score.py``;
+    ``brats_evaluation/configs/config_gli.yaml``), re-implemented from their description:
+
+    * Instances: 26-connected components of ``pred`` and of ``ref``, no dilation
+      (UNCONFIRMED: panoptica's default connectivity; 6-connected pieces are joined).
+    * Matching: one-to-one (maximum bipartite) between reference and predicted instances,
+      only pairs with Dice > 1e-6 (:data:`BRATS2024_MATCH_THRESHOLD`); among the possible
+      matchings the one of largest total Dice (UNCONFIRMED: tie and weight rule).
+    * Per matched pair: Dice, and HD95 as medpy's ``hd95`` (pooled percentile over
+      6-connected border voxels, mm), which panoptica copies.
+    * ``aggregate="matched"`` (default): case Dice / HD95 = mean over matched pairs
+      (panoptica's segmentation quality ``sq_dsc`` / ``sq_hd95``). No matched pair: Dice 0,
+      HD95 ``inf`` (:data:`BRATS2024_NO_MATCH_HD95`); both masks empty: Dice 1, HD95 0
+      (UNCONFIRMED). ``aggregate="brats2023"``: every unmatched instance of either side adds
+      Dice 0 / HD95 374 and the mean runs over matched + unmatched instances (1 / 0 when
+      there are none). Which of the two the 2024+ ranking uses is UNCONFIRMED.
+
+    Args:
+        pred, ref: boolean (X, Y, Z) masks of one region.
+        spacing: voxel size in mm.
+        aggregate: ``"matched"`` or ``"brats2023"`` (:data:`BRATS2024_AGGREGATES`).
+
+    Returns:
+        dict with ``dice``, ``hd95`` (mm), ``n_tp`` (matched pairs), ``n_fn`` / ``n_fp``
+        (unmatched reference / predicted instances) and the per-pair lists ``lesion_dice`` /
+        ``lesion_hd95`` (ordered by reference instance label).
+    """
+    _check_aggregate(aggregate)
+    p, r = _as_mask(pred, "prediction"), _as_mask(ref, "reference")
+    _check_same_shape(p, r)
+    sp = _as_spacing(spacing, p.ndim)
+    box = _bbox(p | r)
+    if box is None:
+        return _instancewise_core(np.zeros((1,) * p.ndim, bool), np.zeros((1,) * p.ndim, bool),
+                                  sp, aggregate)
+    return _instancewise_core(p[box], r[box], sp, aggregate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +907,9 @@ def _region_mask(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
 def case_metrics(pred_labels: ArrayLike, ref_labels: ArrayLike,
                  spacing: SpacingLike = (1.0, 1.0, 1.0),
                  convention: str = "brats-legacy", include_labels: bool = False, *,
-                 dilation_iterations: int = 3, size_threshold: int = 50) -> list[dict[str, Any]]:
+                 dilation_iterations: int = 3, size_threshold: float = 50.0,
+                 aggregate: str = "matched", empty_hd95: str | float | None = None
+                 ) -> list[dict[str, Any]]:
     """All metrics of one case, one dict per region.
 
     Args:
@@ -494,16 +920,18 @@ def case_metrics(pred_labels: ArrayLike, ref_labels: ArrayLike,
         include_labels: also score the single labels ``"NCR"`` (1) and ``"ED"`` (2) as extra
             regions (:data:`EXTRA_LABEL_REGIONS`; the ET label is the ET region).
         dilation_iterations, size_threshold: lesion-wise parameters (only for
-            ``"brats2023-lesionwise"``), see :func:`lesionwise_metrics`.
+            ``"brats2023-lesionwise"``; threshold in mm³), see :func:`lesionwise_metrics`.
+        aggregate: ``"brats2024"`` only, see :func:`instancewise_metrics`.
+        empty_hd95: ``"brats-legacy"`` / ``"max-directed"`` only, see :func:`hd95`.
 
     Returns:
         ``[{"region", "dice", "hd95", "sensitivity", "specificity", "volume_pred",
         "volume_ref"}, ...]`` for ``WT``, ``TC``, ``ET`` (then ``NCR``, ``ED``); hd95 in mm,
         volumes in mm³. Lesion-wise dicts also carry ``n_tp``, ``n_fn``, ``n_fp``,
-        ``n_ignored``.
+        ``n_ignored``; ``brats2024`` dicts ``n_tp``, ``n_fn``, ``n_fp``.
 
     Raises:
-        BratsInputError: unknown convention, shape mismatch or bad spacing.
+        BratsInputError: unknown convention or option, shape mismatch or bad spacing.
     """
     _check_convention(convention)
     pred = np.asarray(pred_labels)
@@ -513,15 +941,18 @@ def case_metrics(pred_labels: ArrayLike, ref_labels: ArrayLike,
         raise BratsInputError("expected (X, Y, Z) label maps, got scalars")
     sp = _as_spacing(spacing, pred.ndim)
     lesionwise = convention == "brats2023-lesionwise"
+    instancewise = convention == "brats2024"
     if lesionwise:
-        _check_lesion_params(dilation_iterations, size_threshold)
+        _check_lesion_params(dilation_iterations, size_threshold, pred.ndim)
+    if instancewise:
+        _check_aggregate(aggregate)
+    empty_value = _resolve_empty_hd95(convention, empty_hd95, pred.shape, sp)
     regions: dict[str, tuple[int, ...]] = dict(REGIONS)
     if include_labels:
         regions.update(EXTRA_LABEL_REGIONS)
 
     n_total = pred.size
     voxel_volume = float(np.prod(sp))
-    diagonal = image_diagonal(pred.shape, sp)
     all_members = tuple(sorted({v for m in regions.values() for v in m}))
 
     # Every region lies inside the bounding box of the union of all region voxels, so all
@@ -541,18 +972,21 @@ def case_metrics(pred_labels: ArrayLike, ref_labels: ArrayLike,
         n_pred, n_ref = int(np.count_nonzero(p)), int(np.count_nonzero(r))
         tp = int(np.count_nonzero(p & r))
         row: dict[str, Any] = {"region": name}
+        lw: dict[str, Any] = {}
         if lesionwise:
             lw = _lesionwise_core(p, r, sp, int(dilation_iterations), size_threshold)
+        elif instancewise:
+            lw = _instancewise_core(p, r, sp, aggregate)
+        if lw:
             row["dice"], row["hd95"] = lw["dice"], lw["hd95"]
         else:
             row["dice"] = _dice_from_counts(tp, n_pred, n_ref)
-            row["hd95"] = _hd95_masks(p, r, n_pred, n_ref, sp, convention, diagonal)
+            row["hd95"] = _hd95_masks(p, r, n_pred, n_ref, sp, convention, empty_value)
         row["sensitivity"] = _sensitivity_from_counts(tp, n_pred, n_ref)
         row["specificity"] = _specificity_from_counts(tp, n_pred, n_ref, n_total)
         row["volume_pred"] = n_pred * voxel_volume
         row["volume_ref"] = n_ref * voxel_volume
-        if lesionwise:
-            row.update({k: lw[k] for k in ("n_tp", "n_fn", "n_fp", "n_ignored")})
+        row.update({k: lw[k] for k in ("n_tp", "n_fn", "n_fp", "n_ignored") if k in lw})
         rows.append(row)
     return rows
 

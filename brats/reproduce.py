@@ -1,6 +1,10 @@
 """``brats reproduce ENTRY``: prepare → train every fold of every member → cross-validation
 predictions and metrics → validation submission → the entry's leaderboard row.
 
+The submission comes from the fold models (``submission_models: folds``) or, for entries whose
+authors trained their final models on every training case (``submission_models: all``), from
+one more run per member on every case (``runs/<member>/all``).
+
 The output folder's ``manifest.json`` records the settings. Every step skips what is already
 done, so re-running the same command resumes; re-running with other settings is refused unless
 ``overwrite`` (``--overwrite``), which redoes what the change affects.
@@ -52,6 +56,9 @@ def leaderboard_row(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame([row], index=pd.Index([name], name="method"))
 
 
+#: Which models predict the submission (the entry config's ``submission_models``).
+SUBMISSION_MODELS = ("folds", "all")
+
 #: Settings that change speed or logging only: a re-run may change them freely.
 SPEED_ONLY = ("data.workers", "train.tensorboard")
 
@@ -66,6 +73,7 @@ def reproduce_settings(config: EntryConfig, checkpoint: str, data_dir: str | os.
         del resolved["members"]
         members[name] = resolved
     return {"entry": config.entry, "combine": config.combine, "members": members,
+            "submission_models": config.submission_models,
             "checkpoint": checkpoint, "data": str(Path(data_dir).resolve()),
             "validation": None if validation_dir is None else str(Path(validation_dir).resolve())}
 
@@ -79,6 +87,9 @@ def _record(out: Path, settings: dict[str, Any], ignore: list[str], overwrite: b
             ``overwrite``.
     """
     old = read_manifest(out)
+    if old is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BratsInputError(f"{out} exists and was not made by brats reproduce (no "
+                              "manifest.json); choose a new or empty --out")
     if old is not None:
         if old["kind"] != "reproduce":
             raise BratsInputError(f"{out} holds the output of `brats {old['kind']}`, not of "
@@ -90,6 +101,11 @@ def _record(out: Path, settings: dict[str, Any], ignore: list[str], overwrite: b
             print(f"[{entry}] settings changed ({'; '.join(diffs)}): redoing what depends on them")
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "reproduce", settings)
+
+
+def _run_name(fold: int | None) -> str:
+    """A member's run folder name: ``fold<k>``, or ``all`` for the model trained on every case."""
+    return "all" if fold is None else f"fold{fold}"
 
 
 def _cases(data_dir: str | os.PathLike[str], release: str, ids: list[str]) -> list[Case]:
@@ -147,6 +163,9 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     path = resolve_entry(entry)
     inference, training = split_overrides(overrides)
     config = load_config(path, profile, overrides)
+    if config.submission_models not in SUBMISSION_MODELS:
+        raise BratsInputError(f"submission_models {config.submission_models!r}: expected one of "
+                              + ", ".join(SUBMISSION_MODELS))
     if checkpoint not in CHECKPOINTS:
         raise BratsInputError(f"checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
     train_config = load_config(path, profile, training)
@@ -163,14 +182,19 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
         cache / f"splits_{config.train.folds}fold_seed{config.train.split_seed}.json", cases,
         config.train.folds, config.train.split_seed)
     runs = out / "runs"
-    for fold in range(config.train.folds):
+    folds: list[int | None] = list(range(config.train.folds))
+    if validation_dir is not None and config.submission_models == "all":
+        folds.append(None)
+    for fold in folds:
         for name in config.member_names:
-            print(f"[{config.entry}] train member {name}, fold {fold + 1}/{config.train.folds}")
+            step = ("on every training case" if fold is None
+                    else f"fold {fold + 1}/{config.train.folds}")
+            print(f"[{config.entry}] train member {name}, {step}")
             member = train_config.member(name)
             if member.train.init_from in config.member_names:
                 member = replace(member, train=replace(
-                    member.train, init_from=str(runs / member.train.init_from / f"fold{fold}")))
-            Trainer(member, cache, runs / name / f"fold{fold}", fold=fold, device=device,
+                    member.train, init_from=str(runs / member.train.init_from / _run_name(fold))))
+            Trainer(member, cache, runs / name / _run_name(fold), fold=fold, device=device,
                     resume=True, progress=progress, member=name, overwrite=overwrite).fit()
     cv_dir = out / "cv_predictions"
     print(f"[{config.entry}] cross-validation predictions → {cv_dir}")
@@ -182,8 +206,14 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     submission = None
     if validation_dir is not None:
         sub_dir = out / "submission"
-        print(f"[{config.entry}] predict {validation_dir} with all folds → {sub_dir}")
-        predict_folder([runs], validation_dir, sub_dir, device=device, overrides=inference,
+        models = ([None] if config.submission_models == "all"
+                  else list(range(config.train.folds)))
+        print(f"[{config.entry}] predict {validation_dir} with "
+              f"{'the models trained on every case' if models == [None] else 'every fold model'}"
+              f" → {sub_dir}")
+        predict_folder([runs / name / _run_name(fold) for fold in models
+                        for name in config.member_names], validation_dir, sub_dir,
+                       device=device, overrides=inference,
                        probabilities_dir=out / "probabilities", checkpoint=checkpoint,
                        resume=True, overwrite=overwrite, progress=progress)
         require_valid_submission(sub_dir, validation_dir, progress=progress)

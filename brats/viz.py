@@ -8,11 +8,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from brats.data.case import CaseData
 from brats.data.labels import ED, ET, NCR
+from brats.errors import BratsInputError
 from brats.io import atomic_path
 
 MODALITY_TITLES = ("T1", "T1ce", "T2", "FLAIR")
@@ -81,7 +83,7 @@ def plot_case(data: CaseData, slice_index: int | None = None, title: str | None 
     labels = None if data.labels is None else to_display(data.labels, data.affine)
     k = pick_axial_slice(labels, image) if slice_index is None else slice_index
     if not 0 <= k < image.shape[-1]:
-        raise ValueError(f"slice {k} outside 0..{image.shape[-1] - 1}")
+        raise BratsInputError(f"{data.id}: axial slice {k} is outside 0..{image.shape[-1] - 1}")
     rows = 1 if labels is None else 2
     fig, axes = plt.subplots(rows, 4, figsize=(12, 3.2 * rows + 0.4), squeeze=False)
     overlay = None if labels is None else label_overlay(labels[..., k])
@@ -105,9 +107,29 @@ def plot_case(data: CaseData, slice_index: int | None = None, title: str | None 
     return fig
 
 
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The image format a figure file's suffix names (``.png`` → ``png``).
+
+    Raises:
+        BratsInputError: the suffix is missing or not a format matplotlib writes.
+    """
+    suffix = Path(path).suffix.lstrip(".").lower()
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if suffix not in formats:
+        raise BratsInputError(f"{path}: unknown figure format {suffix!r}; use one of "
+                              f"{', '.join('.' + f for f in formats)}")
+    return suffix
+
+
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Save a figure atomically (format from the suffix) and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)
+    """Save a figure atomically (format from the suffix) and close it.
+
+    Raises:
+        BratsInputError: the suffix names no format matplotlib writes.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=figure_format(path))
+    finally:
+        plt.close(fig)
     return Path(path)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from brats.data.releases import MODALITIES
 from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, labels_to_probabilities
 from brats.inference.predictor import CASE_PREDICTORS, Member
@@ -102,10 +103,13 @@ def _inside(box: Box, outer: Box) -> Box:
 def predict_cascade(members: list[Member], image: np.ndarray, spacing: tuple[float, float, float],
                     device: torch.device, margin: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """WT on the brain crop → TC in the WT box + ``margin`` → ET in the TC box + ``margin`` →
-    :func:`cascade.postprocess.fuse`.
+    :func:`cascade.postprocess.fuse`. Each stage's binary prediction is multiplied by the brain
+    mask FLAIR ≠ 0 (the original's ``pred * weight`` with ``weight = flair > 0``: taigw/brats17
+    @d44297e ``test.py`` and ``util/data_loader.py``; the z-scored FLAIR is non-zero exactly where
+    the raw FLAIR is, :func:`brats.preprocess.normalize.zscore`).
 
     Args:
-        image: (4, x, y, z) z-scored brain crop.
+        image: (4, x, y, z) z-scored brain crop, channels in ``MODALITIES`` order.
         spacing: voxel size in mm (for the size rules).
 
     Returns:
@@ -114,18 +118,23 @@ def predict_cascade(members: list[Member], image: np.ndarray, spacing: tuple[flo
     """
     stages = _stages(members)
     shape = image.shape[1:]
+    if image.shape[0] != len(MODALITIES):
+        raise BratsInputError(f"the cascade needs the {len(MODALITIES)} modalities "
+                              f"{', '.join(MODALITIES)}; got {image.shape[0]} channels")
+    brain = image[MODALITIES.index("flair")] != 0
     whole: Box = tuple((0, n) for n in shape)  # type: ignore[assignment]
-    wt = stage_probability(stages["WT"], image, device) > 0.5
+    wt = (stage_probability(stages["WT"], image, device) > 0.5) & brain
     wt_box = box_with_margin(remove_small_components(closing(wt), spacing=spacing), margin,
                              fallback=whole)
     tc = np.zeros(shape, bool)
-    tc_crop = stage_probability(stages["TC"], crop(image, wt_box), device) > 0.5
+    tc_crop = (stage_probability(stages["TC"], crop(image, wt_box), device) > 0.5) & crop(brain,
+                                                                                        wt_box)
     tc[tuple(slice(a, b) for a, b in wt_box)] = tc_crop
     tc_core = keep_largest_components(closing(tc_crop))
     tc_box = _inside(box_with_margin(tc_core, margin), wt_box) if tc_core.any() else wt_box
     et = np.zeros(shape, bool)
     et[tuple(slice(a, b) for a, b in tc_box)] = (
-        stage_probability(stages["ET"], crop(image, tc_box), device) > 0.5)
+        (stage_probability(stages["ET"], crop(image, tc_box), device) > 0.5) & crop(brain, tc_box))
     labels = fuse(wt, tc, et, spacing)
     return labels, labels_to_probabilities(labels)
 

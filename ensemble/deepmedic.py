@@ -506,7 +506,7 @@ def deepmedic_wide(in_channels: int = 4, num_classes: int = 4, width_multiplier:
 
     Pathways 60, 60, 80, 80, 80, 80, 100, 100 and FC 300, 300 feature maps (4,192,212 parameters
     for 4 input channels and 4 classes). The width is UNCONFIRMED (a recollection of the EMMA
-    paper, arXiv:1711.01468, whose body could not be checked: "about double"; DeepMedic's own
+    paper, arXiv:1711.01468, whose body could not be checked, is roughly double; DeepMedic's own
     ``modelConfig_wide1.cfg`` dates from 2019 and is not evidence). ``kwargs`` are further
     :class:`DeepMedic` arguments.
     """

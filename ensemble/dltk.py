@@ -319,8 +319,9 @@ class ResidualFCN(nn.Module):
 
     J. Long et al., "Fully convolutional networks for semantic segmentation", CVPR 2015, with the
     pre-activation residual units of K. He et al., "Identity mappings in deep residual networks",
-    ECCV 2016, as written in DLTK (``fcn.py``, ``residual_unit.py``). EMMA's FCN members were
-    "3-D adaptations of Long et al.'s FCN" in several variants (loss, sampling); their depth,
+    ECCV 2016, as written in DLTK (``fcn.py``, ``residual_unit.py``). EMMA's FCN members were, by
+    recollection only (UNCONFIRMED), 3-D adaptations of Long et al.'s FCN in several variants
+    (loss, sampling); their depth,
     widths and upsampling are UNCONFIRMED (the EMMA paper's body could not be checked), and this
     DLTK network with its defaults is the most plausible reconstruction, not a documented one.
 
@@ -397,7 +398,8 @@ class ResidualUNet(nn.Module):
 
     O. Ronneberger et al., "U-Net", MICCAI 2015 / Ö. Çiçek et al., "3D U-Net", MICCAI 2016, with
     the pre-activation residual units of He et al. 2016, as written in DLTK (``unet.py``).
-    EMMA's two U-Net members differed "in upsampling or other choices"; their configuration is
+    EMMA's two U-Net members differed, by recollection only (UNCONFIRMED), in upsampling or other
+    choices; their configuration is
     UNCONFIRMED (the EMMA paper's body could not be checked), and this DLTK network with its
     defaults is the most plausible reconstruction, not a documented one.
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from brats.cli import main
+from brats.manifest import read_manifest
 
 TINY = ["data.patch_size=[32, 32, 32]", "data.workers=0", "network.kwargs.base_filters=4",
         "train.epochs=1", "train.iterations_per_epoch=2", "train.val_batches=1",
@@ -96,6 +97,11 @@ def test_reproduce_emma_quick_end_to_end(datasets: tuple[Path, Path], tmp_path: 
     for member in ("deepmedic", "fcn_ce_uniform", "unet_ce_uniform"):
         log = pd.read_csv(out / "runs" / member / "fold1" / "log.csv")
         assert len(log) == 1  # the command-line override beat the member's own epochs
+        # submission_models: all — one more run per member on every training case
+        assert sorted(p.name for p in (out / "runs" / member).iterdir()) == ["all", "fold0", "fold1"]
+    used = read_manifest(out / "submission")["runs"]
+    assert sorted(Path(p).relative_to(out / "runs").as_posix() for p in used.values()) == [
+        "deepmedic/all", "fcn_ce_uniform/all", "unet_ce_uniform/all"]
     metrics = pd.read_csv(out / "cv_metrics.csv")
     assert metrics["case"].nunique() == 4
     assert (out / "submission.zip").is_file()

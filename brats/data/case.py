@@ -68,7 +68,8 @@ class Case:
 
         Raises:
             BratsInputError: a file is missing, unreadable or truncated; data is not 3-D; shapes
-                or affines disagree between files; NaN/Inf voxels; labels outside the release's set.
+                or affines disagree between files; NaN/Inf voxels; an all-zero modality; labels
+                outside the release's set or outside the brain (all modalities 0).
         """
         release = get_release(self.release)
         if release.is_msd:
@@ -94,6 +95,9 @@ class Case:
         reference = sources[0]
         for source, array, affine in zip(sources[1:], channels[1:], affines[1:]):
             _check_same_grid(array.shape, affine, channels[0].shape, affines[0], source, reference)
+        for source, array in zip(sources, channels):
+            if not np.any(array):
+                raise BratsInputError(f"{source}: every voxel is 0 (an empty modality)")
         image = np.stack([np.asarray(c, dtype=np.float32) for c in channels])
         labels = None
         if with_labels and self.seg is not None:
@@ -105,6 +109,10 @@ class Case:
             if not np.array_equal(seg, np.round(seg)):
                 raise BratsInputError(f"{self.seg}: label map holds non-integer values")
             labels = to_canonical(seg.astype(np.int64), release.convention, source=str(self.seg))
+            outside = int(np.count_nonzero(labels[~np.any(image != 0, axis=0)]))
+            if outside:
+                raise BratsInputError(f"{self.seg}: {outside} labelled voxels lie outside the "
+                                      "brain (where all modalities are 0)")
         return CaseData(self.id, image, labels, affines[0], header)
 
 

@@ -20,13 +20,20 @@ from brats.data.layouts import discover
 from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, probabilities_to_labels, save_probabilities
 from brats.inference.tta import predict_with_tta
-from brats.manifest import file_fingerprint, prepare_outputs
+from brats.manifest import file_fingerprint, prepare_outputs, remove_unused
 from brats.nets import build_network
 from brats.preprocess.crop import Box, bounding_box, brain_mask, crop, paste_back
 from brats.preprocess.normalize import zscore
 from brats.submission import submission_name, write_submission
 from brats.training.augment import isensee_intensity_preprocess
 from brats.training.checkpoint import BEST, LAST, load_checkpoint
+from brats.uncertainty import (
+    RegionMoments,
+    check_measure,
+    uncertainty_maps,
+    uncertainty_names,
+    write_uncertainty,
+)
 
 PROBABILITIES_SUFFIX = "_probabilities.npz"
 
@@ -195,8 +202,11 @@ def preprocess(data: CaseData) -> tuple[np.ndarray, Box]:
 
 
 def predict_cropped(members: list[Member], image: np.ndarray, device: torch.device,
-                    progress: bool = False) -> np.ndarray:
-    """Mean class probabilities (4, x, y, z) of all members on a preprocessed crop."""
+                    progress: bool = False, moments: RegionMoments | None = None) -> np.ndarray:
+    """Mean class probabilities (4, x, y, z) of all members on a preprocessed crop.
+
+    With ``moments``, every TTA sample of every member is also added to it (same mean).
+    """
     accumulator = MeanAccumulator()
     for member in members:
         x = isensee_intensity_preprocess(image) if member.intensity == "isensee2017" else image
@@ -211,7 +221,8 @@ def predict_cropped(members: list[Member], image: np.ndarray, device: torch.devi
             mode=cfg.mode, roi_size=cfg.roi_size, overlap=cfg.overlap, blend=cfg.blend,
             sw_batch_size=cfg.sw_batch_size, pad_mode=cfg.pad_mode,
             margin=tuple(member.config["data"].get("output_crop", (0, 0, 0))), device=device,
-            amp_dtype=amp, progress=progress)
+            amp_dtype=amp, progress=progress,
+            on_sample=None if moments is None else moments.add)
         accumulator.add(probs)
     return accumulator.mean()
 
@@ -254,14 +265,23 @@ def combine_rule(members: list[Member]) -> str:
     return rule
 
 
-def predict_case(members: list[Member], case: Case, device: torch.device
+def predict_case(members: list[Member], case: Case, device: torch.device,
+                 moments: RegionMoments | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None, Box]:
     """Predict one case: ``(labels (X, Y, Z) uint8 canonical, probabilities (4, x, y, z) in the
-    brain box or None, box)``."""
+    brain box or None, box)``. ``moments`` (``mean`` rule only) collects the samples' region
+    probabilities for uncertainty maps (:mod:`brats.uncertainty`)."""
     data = case.load(with_labels=False)
     image, box = preprocess(data)
-    crop_labels, probs = CASE_PREDICTORS[combine_rule(members)](members, image, data.spacing,
-                                                                device)
+    rule = combine_rule(members)
+    if moments is None:
+        crop_labels, probs = CASE_PREDICTORS[rule](members, image, data.spacing, device)
+    elif rule == "mean":
+        probs = predict_cropped(members, image, device, moments=moments)
+        crop_labels = probabilities_to_labels(probs)
+    else:
+        raise BratsInputError(f"uncertainty maps need the mean rule; the {rule!r} rule keeps no "
+                              "per-sample region probabilities")
     return paste_back(crop_labels, box, data.image.shape[1:]), probs, box
 
 
@@ -278,33 +298,54 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return k, n
 
 
-def output_files(output_dir: Path, probabilities_dir: Path | None, cases: list[Case]
-                 ) -> dict[Path, list[str]]:
+def output_files(output_dir: Path, probabilities_dir: Path | None, cases: list[Case],
+                 uncertainty_dir: Path | None = None) -> dict[Path, list[str]]:
     """Folder → names of the files a prediction of ``cases`` writes there."""
     folders = {output_dir: [submission_name(c.id) for c in cases]}
-    if probabilities_dir is not None:
-        names = [f"{c.id}{PROBABILITIES_SUFFIX}" for c in cases]
-        if probabilities_dir.resolve() == output_dir.resolve():
-            folders[output_dir] += names
-        else:
-            folders[probabilities_dir] = names
+    extra = [(probabilities_dir, [f"{c.id}{PROBABILITIES_SUFFIX}" for c in cases]),
+             (uncertainty_dir, [n for c in cases for n in uncertainty_names(c.id)])]
+    for folder, names in extra:
+        if folder is None:
+            continue
+        same = next((f for f in folders if f.resolve() == folder.resolve()), folder)
+        folders[same] = folders.get(same, []) + names
     return folders
 
 
 def predict_cases(runs: list[Path], cases: list[Case], output_dir: Path,
                   probabilities_dir: Path | None, device: torch.device, which: str = "final",
-                  overrides: dict[str, Any] | None = None, progress: bool = True) -> list[Path]:
-    """Predict the cases that lack their prediction (or probability map, when asked) with the
-    mean of ``runs``; the others are left alone. Returns every case's prediction file."""
+                  overrides: dict[str, Any] | None = None, progress: bool = True, *,
+                  uncertainty_dir: Path | None = None, measure: str = "entropy",
+                  load: Callable[[], list[Member]] | None = None) -> list[Path]:
+    """Predict the cases that lack their prediction (or probability map or uncertainty maps,
+    when asked) with the mean of ``runs``; the others are left alone. Returns every case's
+    prediction file.
+
+    Args:
+        uncertainty_dir: also write the three QU-BraTS uncertainty maps of each case there
+            (:mod:`brats.uncertainty`; ``measure`` ``entropy`` or ``std``).
+        load: builds the members instead of loading ``runs`` (e.g. from a model package).
+    """
     def done(case: Case) -> bool:
         return (output_dir / submission_name(case.id)).is_file() and (
             probabilities_dir is None
-            or (probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}").is_file())
+            or (probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}").is_file()) and (
+            uncertainty_dir is None
+            or all((uncertainty_dir / n).is_file() for n in uncertainty_names(case.id)))
 
     todo = [c for c in cases if not done(c)]
-    members = [load_member(r, device, which, overrides) for r in runs] if todo else []
+    if not todo:
+        members = []
+    elif load is not None:
+        members = load()
+    else:
+        members = [load_member(r, device, which, overrides) for r in runs]
     for case in tqdm(todo, desc="predict", unit="case", disable=not progress):
-        labels, probs, box = predict_case(members, case, device)
+        moments = None if uncertainty_dir is None else RegionMoments()
+        labels, probs, box = predict_case(members, case, device, moments)
+        if moments is not None and uncertainty_dir is not None:
+            write_uncertainty(uncertainty_maps(moments, measure), box, labels.shape,
+                              case.images[0], uncertainty_dir, case.id)
         if probabilities_dir is not None and probs is not None:
             save_probabilities(probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}", probs,
                                {"case_id": case.id, "box": [list(b) for b in box],
@@ -321,7 +362,9 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
                    probabilities_dir: str | os.PathLike[str] | None = None,
                    shard: str | None = None, cases: list[str] | None = None,
                    checkpoint: str = "final", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, uncertainty_dir: str | os.PathLike[str] | None = None,
+                   uncertainty_measure: str = "entropy",
+                   model: str | os.PathLike[str] | None = None) -> list[Path]:
     """Predict every case of a dataset folder with the mean of the given runs.
 
     The output folder (and ``probabilities_dir``) gets a ``manifest.json`` (kind ``predict``):
@@ -338,10 +381,14 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
     Args:
         checkpoint: ``final`` or ``best`` (:func:`checkpoint_file`).
         overrides: inference settings replacing the runs' own, keys without ``inference.``.
+        uncertainty_dir: also write each case's QU-BraTS uncertainty maps there
+            (:mod:`brats.uncertainty`, ``uncertainty_measure`` ``entropy`` or ``std``).
+        model: a model package (:mod:`brats.package`) to predict with instead of ``runs``.
 
     Returns:
         The prediction files of this shard (new and already present).
     """
+    from brats.package import open_package
     from brats.training.trainer import select_device
 
     dev = select_device(device)
@@ -352,15 +399,36 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
             raise BratsInputError(f"{input_dir}: no case(s) {', '.join(missing[:5])}")
         all_cases = [c for c in all_cases if c.id in set(cases)]
     k, n = parse_shard(shard)
-    run_paths = find_runs(runs)
-    members, paths = member_settings(run_paths, checkpoint, overrides)
+    load: Callable[[], list[Member]] | None = None
+    if model is None:
+        run_paths = find_runs(runs)
+        members, paths = member_settings(run_paths, checkpoint, overrides)
+    elif runs:
+        raise BratsInputError("give either run folders or --model, not both")
+    else:
+        package = open_package(model)
+        run_paths, checkpoint = [], "package"
+        members, paths = package.settings(overrides), {"package": str(Path(model).resolve())}
+
+        def load() -> list[Member]:
+            return package.members(dev, overrides)
     out = Path(output_dir)
     probs = None if probabilities_dir is None else Path(probabilities_dir)
+    unc = None if uncertainty_dir is None else Path(uncertainty_dir)
+    check_measure(uncertainty_measure)
     settings = {"input": str(Path(input_dir).resolve()),
                 "release": all_cases[0].release if all_cases else release,
                 "checkpoint": checkpoint, "members": members,
                 "probabilities": None if probs is None else str(probs.resolve())}
-    prepare_outputs(output_files(out, probs, all_cases), "predict", settings, resume=resume,
-                    overwrite=overwrite, runs=paths)
-    return predict_cases(run_paths, all_cases[k - 1::n], out, probs, dev, checkpoint, overrides,
-                         progress)
+    if unc is not None:
+        settings["uncertainty"] = {"folder": str(unc.resolve()), "measure": uncertainty_measure}
+    folders = output_files(out, probs, all_cases, unc)
+    new = [f for f in folders if not f.exists()]
+    prepare_outputs(folders, "predict", settings, resume=resume, overwrite=overwrite, runs=paths)
+    try:
+        return predict_cases(run_paths, all_cases[k - 1::n], out, probs, dev, checkpoint,
+                             overrides, progress, uncertainty_dir=unc, measure=uncertainty_measure,
+                             load=load)
+    except BaseException:
+        remove_unused(new)  # a failed prediction leaves no folder it created and left empty
+        raise

@@ -10,7 +10,7 @@ of samples, one per forward pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -83,7 +83,7 @@ def dropout_enabled(network: nn.Module) -> Iterator[nn.Module]:
         yield network
 
 
-def predict_with_tta(
+def tta_samples(
     network: nn.Module,
     image: np.ndarray | torch.Tensor,
     *,
@@ -93,14 +93,12 @@ def predict_with_tta(
     repeats: int = 1,
     activation: str = "softmax",
     **window_kwargs,
-) -> np.ndarray:
-    """Mean class probabilities over mirror flips (and Monte-Carlo dropout repeats).
-
-    For each of ``repeats`` passes and each of :func:`mirror_combinations` (``mirror_axes``,
-    ``num_mirrors``), the image is flipped, predicted with
-    :func:`~brats.inference.sliding_window.predict_probabilities` and flipped back; the mean of all
-    those maps is returned. The network is in eval mode meanwhile (with dropout modules sampling when
-    ``test_time_dropout``); its flags are restored afterwards. Memory holds one running sum.
+) -> Iterator[np.ndarray]:
+    """The test-time-augmentation samples, one at a time: for each of ``repeats`` passes and each
+    of :func:`mirror_combinations` (``mirror_axes``, ``num_mirrors``), the image is flipped,
+    predicted with :func:`~brats.inference.sliding_window.predict_probabilities` and flipped back.
+    The network is in eval mode meanwhile (with dropout modules sampling when
+    ``test_time_dropout``); its flags are restored afterwards.
 
     Args:
         network: (B, C, X, Y, Z) → (B, K, X, Y, Z) logits.
@@ -115,8 +113,8 @@ def predict_with_tta(
         **window_kwargs: keyword arguments of
             :func:`~brats.inference.sliding_window.predict_logits` (mode, roi_size, device, …).
 
-    Returns:
-        (4, X, Y, Z) float32 class probabilities.
+    Yields:
+        (4, X, Y, Z) float32 class probabilities of one sample.
 
     Raises:
         BratsInputError: bad ``mirror_axes``, ``num_mirrors`` or ``repeats``, or a bad window option.
@@ -128,7 +126,6 @@ def predict_with_tta(
         logger.debug("repeats=%d without test-time dropout: identical passes, running one", repeats)
         repeats = 1
     x = as_image_tensor(image).to(window_kwargs.get("device", "cpu"))
-    acc = MeanAccumulator()
     with _inference_flags(network, dropout=test_time_dropout):
         for _ in range(repeats):
             for combo in combos:
@@ -136,6 +133,22 @@ def predict_with_tta(
                 flipped = torch.flip(x, dims) if combo else x
                 probs = predict_probabilities(network, flipped, activation=activation, **window_kwargs)
                 del flipped
-                acc.add(np.flip(probs, dims) if combo else probs, name=f"mirror {combo}")
-                del probs
+                yield np.flip(probs, dims) if combo else probs
+
+
+def predict_with_tta(network: nn.Module, image: np.ndarray | torch.Tensor, *,
+                     on_sample: Callable[[np.ndarray], None] | None = None,
+                     **tta_kwargs) -> np.ndarray:
+    """Mean class probabilities over the samples of :func:`tta_samples` (mirror flips and
+    Monte-Carlo dropout repeats; same arguments). Memory holds one running sum; ``on_sample``
+    also sees every sample (e.g. :meth:`brats.uncertainty.RegionMoments.add`).
+
+    Returns:
+        (4, X, Y, Z) float32 class probabilities.
+    """
+    acc = MeanAccumulator()
+    for index, sample in enumerate(tta_samples(network, image, **tta_kwargs)):
+        acc.add(sample, name=f"TTA sample {index}")
+        if on_sample is not None:
+            on_sample(sample)
     return acc.mean()

@@ -5,7 +5,10 @@ the brain box), ``<id>_labels.npy`` ((x, y, z) uint8 canonical labels, training 
 ``<id>_masks.npy`` ((x, y, z) uint8: bit c set inside modality c's hole-filled brain mask, used by
 the Isensee intensity handling during training, computed once per case rather than per patch) and
 ``<id>.json`` (a :class:`CaseRecord`, written last: its presence marks the case finished). The
-folder's ``dataset.json`` names the format, release and cases.
+folder's ``dataset.json`` names the format, release and cases, and the provenance of each case:
+the path, size and modification time of every source file. A later ``brats prepare`` into the
+same folder refuses another source folder, rebuilds cases whose files changed and rebuilds cases
+whose cached files are missing or damaged; readers name the command that rebuilds a damaged cache.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from brats.preprocess.crop import Box, bounding_box, brain_mask, brain_masks, cr
 from brats.preprocess.normalize import zscore
 
 CACHE_FORMAT = "brats-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 INDEX_NAME = "dataset.json"
 DTYPES = ("float32", "float16")
 MASKS_SUFFIX = "_masks.npy"
@@ -146,11 +149,7 @@ def prepare_case(case: Case, out_dir: str | os.PathLike[str], dtype: str = "floa
     label_voxels: dict[str, int] = {}
     region_voxels: dict[str, int] = {}
     locs: dict[str, list[list[int]]] = {}
-    if data.labels is not None:
-        outside = int(np.count_nonzero(data.labels)) - int(np.count_nonzero(crop(data.labels, box)))
-        if outside:
-            raise BratsInputError(
-                f"{case.seg}: {outside} labelled voxels lie outside the brain (all modalities 0)")
+    if data.labels is not None:  # Case.load refused labels outside the brain, so none is cropped
         labels = np.ascontiguousarray(crop(data.labels, box))
         write_npy(labels, out / f"{case.id}_labels.npy")
         values, counts = np.unique(labels, return_counts=True)
@@ -168,26 +167,72 @@ def prepare_case(case: Case, out_dir: str | os.PathLike[str], dtype: str = "floa
     return record
 
 
-def _check_out_dir(out: Path, index: dict[str, Any]) -> None:
-    """Refuse to write into a folder that is not a cache of the same kind."""
+def source_files(case: Case) -> list[list[Any]]:
+    """Provenance of one case: ``[path, size in bytes, modification time in ns]`` per file."""
+    files = dict.fromkeys([*case.images, *([case.seg] if case.seg is not None else [])])
+    out = []
+    for path in files:
+        stat = Path(path).stat()
+        out.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
+    return out
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of the cache; a truncated or unreadable one is a :class:`BratsInputError`."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BratsInputError(f"{path}: damaged {what} ({exc}); {_rebuild_hint(path.parent)}"
+                              ) from None
+
+
+def _rebuild_hint(cache: Path) -> str:
+    """How to rebuild a cache: ``brats prepare SOURCE --out CACHE`` when the source is known."""
+    try:
+        source = json.loads((cache / INDEX_NAME).read_text()).get("source")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        source = None
+    return (f"rebuild it with `brats prepare {source or 'DATA_DIR'} --out {cache}` (damaged cases "
+            "are redone)")
+
+
+def _check_out_dir(out: Path, index: dict[str, Any]) -> dict[str, Any] | None:
+    """Refuse to write into a folder that is not a cache of the same kind and source; returns
+    the existing index (None for a new or empty folder)."""
     index_path = out / INDEX_NAME
+    if out.exists() and not out.is_dir():
+        raise BratsInputError(f"{out} is a file, not a cache folder; choose a new --out")
     if not out.exists() or not any(out.iterdir()):
-        return
+        return None
     if not index_path.is_file():
         raise BratsInputError(
             f"{out}: folder exists, is not empty and is not a brats cache; choose a new --out")
-    existing = json.loads(index_path.read_text())
-    if existing.get("format") != CACHE_FORMAT:
+    try:
+        existing = json.loads(index_path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise BratsInputError(f"{index_path}: damaged cache index; delete {out} and run brats "
+                              "prepare again, or choose a new --out") from None
+    if not isinstance(existing, dict) or existing.get("format") != CACHE_FORMAT:
         raise BratsInputError(f"{index_path}: not a brats cache; choose a new --out")
-    for key in ("release", "image_dtype", "modalities", "version"):
+    for key in ("release", "image_dtype", "modalities", "version", "source"):
         if existing.get(key) != index[key]:
             raise BratsInputError(
                 f"{out}: existing cache has {key}={existing.get(key)!r}, this run "
-                f"{index[key]!r}; use a new --out")
+                f"{index[key]!r}; use a new --out (or delete {out} to rebuild it)")
+    return existing
 
 
-def _is_done(out: Path, case: Case) -> bool:
-    return (out / f"{case.id}.json").is_file() and (out / f"{case.id}_image.npy").is_file()
+def _is_done(out: Path, case: Case, existing: dict[str, Any] | None,
+             sources: list[list[Any]]) -> bool:
+    """True when the case is cached from the same source files and its cached files open."""
+    if existing is None or (existing.get("inputs") or {}).get(case.id) != sources:
+        return False
+    try:
+        prepared = load_prepared(out, case.id)
+        load_masks(out, case.id)
+    except (BratsInputError, OSError, ValueError):
+        return False
+    return prepared.record.id == case.id
 
 
 def prepare_dataset(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
@@ -215,16 +260,17 @@ def prepare_dataset(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike
         raise BratsInputError(f"dtype {dtype!r} not supported; expected one of {DTYPES}")
     cases = discover(data_dir, release)
     out = Path(out_dir)
+    sources = {c.id: source_files(c) for c in cases}
     index = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "brats_version": __version__,
              "release": cases[0].release, "modalities": list(MODALITIES),
              "labels": "canonical (0, 1 NCR/NET, 2 ED, 4 ET)", "image_dtype": dtype,
              "normalisation": "z-score per modality inside the brain (non-zero in any modality)",
              "source": str(Path(data_dir).resolve()), "cases": [c.id for c in cases],
-             "complete": False}
-    _check_out_dir(out, index)
+             "inputs": sources, "complete": False}
+    existing = _check_out_dir(out, index)
+    todo = [c for c in cases if not _is_done(out, c, existing, sources[c.id])]
     out.mkdir(parents=True, exist_ok=True)
     write_json(index, out / INDEX_NAME)
-    todo = [c for c in cases if not _is_done(out, c)]
     failures: list[str] = []
     bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc="prepare", unit="case",
                disable=not progress)
@@ -256,8 +302,8 @@ def load_index(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(cache_dir) / INDEX_NAME
     if not path.is_file():
         raise BratsInputError(f"{cache_dir}: not a brats cache (no {INDEX_NAME}); run brats prepare")
-    index = json.loads(path.read_text())
-    if index.get("format") != CACHE_FORMAT:
+    index = _read_json(path, "cache index")
+    if not isinstance(index, dict) or index.get("format") != CACHE_FORMAT:
         raise BratsInputError(f"{path}: not a brats cache")
     return index
 
@@ -266,8 +312,14 @@ def load_record(cache_dir: str | os.PathLike[str], case_id: str) -> CaseRecord:
     """Read one case's record from the cache."""
     path = Path(cache_dir) / f"{case_id}.json"
     if not path.is_file():
-        raise BratsInputError(f"{path}: case {case_id} is not in the cache (run brats prepare)")
-    return CaseRecord.from_dict(json.loads(path.read_text()))
+        raise BratsInputError(f"{path}: case {case_id} is not in the cache; "
+                              f"{_rebuild_hint(Path(cache_dir))}")
+    data = _read_json(path, "case record")
+    try:
+        return CaseRecord.from_dict(data)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise BratsInputError(f"{path}: damaged case record ({exc}); "
+                              f"{_rebuild_hint(Path(cache_dir))}") from None
 
 
 def load_prepared(cache_dir: str | os.PathLike[str], case_id: str,
@@ -275,11 +327,24 @@ def load_prepared(cache_dir: str | os.PathLike[str], case_id: str,
     """Open a cached case; arrays are read-only memory maps unless ``mmap`` is False."""
     cache = Path(cache_dir)
     record = load_record(cache, case_id)
-    mode = "r" if mmap else None
-    image = np.load(cache / f"{case_id}_image.npy", mmap_mode=mode)
-    labels = (np.load(cache / f"{case_id}_labels.npy", mmap_mode=mode)
-              if record.has_labels else None)
+    image = _load_array(cache / f"{case_id}_image.npy", mmap)
+    labels = _load_array(cache / f"{case_id}_labels.npy", mmap) if record.has_labels else None
+    spatial = tuple(b - a for a, b in record.box)
+    if image.shape != (len(MODALITIES), *spatial) or (labels is not None
+                                                      and labels.shape != spatial):
+        raise BratsInputError(f"{cache}: cached arrays of {case_id} do not match its record "
+                              f"(box {spatial}); {_rebuild_hint(cache)}")
     return PreparedCase(record, image, labels)
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    """One cached ``.npy`` (memory-mapped read-only if ``mmap``); missing or damaged → error."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = "missing" if not path.is_file() else f"damaged ({' '.join(str(exc).split())})"
+        raise BratsInputError(f"{path}: cached array {reason}; {_rebuild_hint(path.parent)}"
+                              ) from None
 
 
 def load_masks(cache_dir: str | os.PathLike[str], case_id: str) -> np.ndarray:
@@ -292,11 +357,16 @@ def load_masks(cache_dir: str | os.PathLike[str], case_id: str) -> np.ndarray:
     if not path.is_file():
         image = load_prepared(cache_dir, case_id).image
         write_npy(pack_masks(brain_masks(image)), path)
-    try:
-        return np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise BratsInputError(f"{path}: cannot read the cached brain masks ({exc}); delete the "
-                              "file to have it rebuilt") from None
+    masks = _load_array(path, mmap=True)
+    if masks.shape != image_shape(cache_dir, case_id):
+        raise BratsInputError(f"{path}: cached brain masks do not match the image; "
+                              f"{_rebuild_hint(Path(cache_dir))}")
+    return masks
+
+
+def image_shape(cache_dir: str | os.PathLike[str], case_id: str) -> tuple[int, ...]:
+    """Spatial shape (x, y, z) of a cached case's crop, from its record."""
+    return tuple(b - a for a, b in load_record(cache_dir, case_id).box)
 
 
 def restore_full(cropped: np.ndarray, record: CaseRecord, fill: float = 0) -> np.ndarray:

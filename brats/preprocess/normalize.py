@@ -1,4 +1,12 @@
-"""Intensity normalisation: z-score each modality inside the brain."""
+"""Intensity normalisation: z-score each modality over its own non-zero brain voxels.
+
+All three originals normalise each modality over that modality's own non-zero voxels and keep
+its zeros at zero: Isensee et al. (MIC-DKFZ/BraTS2017 @dfc244c ``dataset.py``: mean and std of
+the voxels ≠ 0 of each modality), Wang et al. (taigw/brats17 @d44297e ``util/data_process.py``
+``itensity_normalize_one_volume``: voxels > 0) and DeepMedic (z-score inside the brain mask;
+deepmedic/deepmedic issue #19). A voxel that is zero in one modality but not in another is
+therefore 0 in that modality after normalisation, not −mean/std.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,8 @@ import numpy as np
 
 
 def zscore(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Z-score each channel over the voxels of ``mask``; voxels outside stay exactly 0.
+    """Z-score each channel over its own non-zero voxels inside ``mask``; every other voxel is
+    exactly 0.
 
     Args:
         image: (C, X, Y, Z) intensities.
@@ -20,10 +29,11 @@ def zscore(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     means = np.zeros(image.shape[0])
     stds = np.ones(image.shape[0])
     for c, channel in enumerate(image):
-        values = channel[mask].astype(np.float64)
+        own = mask & (channel != 0)
+        values = channel[own].astype(np.float64)
         if values.size:
             means[c] = values.mean()
             std = values.std()
             stds[c] = std if std > 0 else 1.0
-        out[c][mask] = ((values - means[c]) / stds[c]).astype(np.float32)
+        out[c][own] = ((values - means[c]) / stds[c]).astype(np.float32)
     return out, means, stds

@@ -41,6 +41,8 @@ MAX_REDRAWS = 20
 
 
 BACKENDS = ("device", "scipy")
+#: What ``require_foreground`` re-draws.
+REDRAWS = ("patch", "batch")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,13 @@ class PatchDataset(Dataset):
         case_weights: relative probability of drawing each case (e.g. LGG ×3).
         require_foreground: re-draw (up to 20 times) patches whose target has no foreground
             (device backend with a spatial augmentation: judged on the untransformed patch).
+        redraw: what ``require_foreground`` re-draws: ``"patch"`` (each patch until it has
+            foreground) or ``"batch"`` (a whole batch of ``batch_size`` patches while none has
+            foreground: Wang et al.'s ``get_subimage_batch``, taigw/brats17 @d44297e
+            ``util/data_loader.py``). With ``"batch"`` an item is a whole collated batch drawn
+            with one generator seeded by ``(seed, epoch, rank, batch index, split)``; load it
+            with ``batch_size=None`` (:attr:`loader_batch_size`).
+        batch_size: patches per batch (``redraw="batch"`` only).
         backend: ``"device"`` or ``"scipy"`` (see above).
     """
 
@@ -107,7 +116,8 @@ class PatchDataset(Dataset):
                  target: str = "classes", view: str | None = None,
                  output_crop: Sequence[int] = (0, 0, 0), roi: str | None = None,
                  roi_margin: int = 5, case_weights: Sequence[float] | None = None,
-                 require_foreground: bool = False, backend: str = "device") -> None:
+                 require_foreground: bool = False, redraw: str = "patch", batch_size: int = 1,
+                 backend: str = "device") -> None:
         if not case_ids:
             raise BratsInputError("no cases to draw training patches from")
         if target not in TARGET_LUTS:
@@ -134,7 +144,15 @@ class PatchDataset(Dataset):
         weights = np.ones(len(self.case_ids)) if case_weights is None else np.asarray(case_weights,
                                                                                     float)
         self.probabilities = weights / weights.sum()
+        if redraw not in REDRAWS:
+            raise BratsInputError(f"unknown data.foreground_redraw {redraw!r}; expected one of "
+                                  + ", ".join(REDRAWS))
+        if redraw == "batch" and not 1 <= batch_size <= length:
+            raise BratsInputError(f"batch_size {batch_size} must be in 1..{length} (patches per "
+                                  "epoch)")
         self.require_foreground = require_foreground
+        self.batched = redraw == "batch"
+        self.batch_size = batch_size if self.batched else 1
         self.backend = backend
         self.augmenter = (DeviceAugmenter(pipeline.patch_size, pipeline.needs_masks)
                           if backend == "device" else None)
@@ -142,19 +160,29 @@ class PatchDataset(Dataset):
         self._luts: dict[torch.device, torch.Tensor] = {}
 
     def __len__(self) -> int:
-        return self.length
+        return self.length // self.batch_size
 
     @property
-    def collate_fn(self) -> Callable[[list[Any]], Any]:
-        """How a DataLoader batches this dataset's items."""
+    def _collate(self) -> Callable[[list[Any]], Any]:
         return collate if self.backend == "device" else default_collate
+
+    @property
+    def collate_fn(self) -> Callable[[list[Any]], Any] | None:
+        """How a DataLoader batches this dataset's items (None: items are batches already)."""
+        return None if self.batched else self._collate
+
+    def loader_batch_size(self, batch_size: int) -> int | None:
+        """The DataLoader's ``batch_size`` for batches of ``batch_size`` patches (None when
+        items are whole batches)."""
+        return None if self.batched else batch_size
 
     def _case(self, case_id: str) -> _Case | None:
         if case_id not in self._open:
             prepared = load_prepared(self.cache_dir, case_id)
             image, labels, locations = prepared.image, prepared.labels, prepared.record.locations
             masks = (load_masks(self.cache_dir, case_id)
-                     if self.backend == "device" and self.pipeline.needs_masks else None)
+                     if (self.backend == "device" and self.pipeline.needs_masks)
+                     or self.pipeline.needs_brain else None)
             if self.roi is not None:
                 mask = np.isin(labels, REGIONS[self.roi])
                 if not mask.any():
@@ -206,7 +234,8 @@ class PatchDataset(Dataset):
             patch = (sample["labels"] if "matrix" not in sample
                      else read_block(case.labels, location.start, location.stop))
             return sample, bool(self._target(patch).any())
-        image, labels = self.pipeline(case.image, case.labels, case.locations, rng, epoch)
+        image, labels = self.pipeline(case.image, case.labels, case.locations, rng, epoch,
+                                      masks=case.masks)
         target = self._target(labels)
         if self.view is not None:
             image = to_view(image, self.view)
@@ -215,10 +244,16 @@ class PatchDataset(Dataset):
         return item, bool(target.any())
 
     def __getitem__(self, index: int) -> Any:
-        epoch, index = divmod(int(index), self.length)
+        epoch, index = divmod(int(index), len(self))
         if self.validation:
             epoch = 0
         rng = np.random.default_rng([self.seed, epoch, self.rank, index, int(self.validation)])
+        if self.batched:
+            for _ in range(MAX_REDRAWS):
+                drawn = [self._draw(rng, epoch) for _ in range(self.batch_size)]
+                if not self.require_foreground or any(fg for _, fg in drawn):
+                    break
+            return self._collate([item for item, _ in drawn])
         for _ in range(MAX_REDRAWS):
             item, foreground = self._draw(rng, epoch)
             if not self.require_foreground or foreground:

@@ -19,7 +19,7 @@ import numpy as np
 from brats.errors import BratsInputError
 from brats.training.augment import build_augmentation
 from brats.training.batch_augment import draw_block
-from brats.training.sampling import PatchLocation, as_shape3, sample_location
+from brats.training.sampling import BACKGROUNDS, PatchLocation, as_shape3, sample_location
 
 INTENSITIES = ("isensee2017", "none")
 
@@ -38,6 +38,10 @@ class PatchPipeline:
         intensity: ``"isensee2017"``: clip to [−5, 5] and min-max to [0, 1] inside per-channel
             hole-filled brain masks (as :func:`~brats.training.augment.isensee_intensity_preprocess`
             does at inference); ``"none"``: the z-scored data keeps its scale.
+        full_axes: array axes along which an untargeted patch centre is uniform over the whole
+            case (Wang's slice axis; :func:`~brats.training.sampling.sample_location`).
+        background: ``"box"`` or ``"brain"`` (untargeted patches centred on a brain voxel
+            outside the tumour, as DeepMedic; needs the case's brain masks).
 
     Raises:
         BratsInputError: invalid sizes, fraction, intensity or augmentation settings.
@@ -53,7 +57,8 @@ class PatchPipeline:
     def __init__(self, patch_size: Sequence[int], crop_size: Sequence[int] | None = None,
                  foreground_fraction: float = 0.0, augmentation: str = "isensee2017",
                  augmentation_kwargs: Mapping[str, Any] | None = None,
-                 intensity: str = "isensee2017") -> None:
+                 intensity: str = "isensee2017", full_axes: Sequence[int] = (),
+                 background: str = "box") -> None:
         self.patch_size = as_shape3(patch_size, "patch_size")
         self.crop_size = None if crop_size is None else as_shape3(crop_size, "crop_size")
         if self.crop_size is not None and any(c < p for c, p in zip(self.crop_size, self.patch_size)):
@@ -71,6 +76,16 @@ class PatchPipeline:
             raise BratsInputError(f"unknown intensity {intensity!r}; valid: {list(INTENSITIES)}")
         self.intensity = intensity
         self.augmentation = build_augmentation(augmentation, **dict(augmentation_kwargs or {}))
+        if background not in BACKGROUNDS:
+            raise BratsInputError(f"unknown data.background {background!r}; expected one of "
+                                  + ", ".join(BACKGROUNDS))
+        self.full_axes = tuple(sorted({int(a) for a in full_axes}))
+        if any(a not in (0, 1, 2) for a in self.full_axes):
+            raise BratsInputError(f"full placement axes must be in 0..2, got {list(full_axes)}")
+        if self.crop_size is not None and (background != "box" or self.full_axes):
+            raise BratsInputError("data.background 'brain' and data.slice_placement 'full' need "
+                                  "data.crop_size null")
+        self.background = background
 
     @staticmethod
     def _check(image: np.ndarray, labels: np.ndarray | None) -> None:
@@ -82,7 +97,8 @@ class PatchPipeline:
 
     def __call__(self, image: np.ndarray, labels: np.ndarray | None,
                  locations: Mapping[str, Sequence[Sequence[int]]] | None,
-                 rng: np.random.Generator, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, epoch: int, masks: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Draw one patch.
 
         Args:
@@ -92,18 +108,28 @@ class PatchPipeline:
                 sampling; may be None or empty.
             rng: the only source of randomness.
             epoch: the training epoch (selects the augmentation phase).
+            masks: (X, Y, Z) packed brain masks (non-zero in the brain), needed with
+                ``background="brain"``.
 
         Returns:
             ``(image, labels)``: (C, *patch_size) float32 and (*patch_size) uint8.
         """
         self._check(image, labels)
-        location = sample_location(image.shape[1:], self.patch_size, rng, crop_size=self.crop_size,
-                                   foreground_fraction=self.foreground_fraction,
-                                   locations=locations)
+        location = self.place(image, labels, masks, locations, rng)
         sample = self.augmentation(image, labels, location, rng, epoch,
                                    stretch=self.intensity == "isensee2017")
         return (np.ascontiguousarray(sample.image, dtype=np.float32),
                 np.ascontiguousarray(sample.labels, dtype=np.uint8))
+
+    def place(self, image: np.ndarray, labels: np.ndarray | None, masks: np.ndarray | None,
+              locations: Mapping[str, Sequence[Sequence[int]]] | None,
+              rng: np.random.Generator) -> PatchLocation:
+        """Where the next patch goes (:func:`~brats.training.sampling.sample_location` with
+        this pipeline's settings)."""
+        return sample_location(image.shape[1:], self.patch_size, rng, crop_size=self.crop_size,
+                               foreground_fraction=self.foreground_fraction, locations=locations,
+                               full_axes=self.full_axes, background=self.background,
+                               brain=masks, labels=labels)
 
     def draw_block(self, image: np.ndarray, labels: np.ndarray | None, masks: np.ndarray | None,
                    locations: Mapping[str, Sequence[Sequence[int]]] | None,
@@ -117,15 +143,19 @@ class PatchPipeline:
             patch went.
         """
         self._check(image, labels)
-        location = sample_location(image.shape[1:], self.patch_size, rng, crop_size=self.crop_size,
-                                   foreground_fraction=self.foreground_fraction,
-                                   locations=locations)
-        return draw_block(self.augmentation, image, labels, masks, location, rng, epoch), location
+        location = self.place(image, labels, masks, locations, rng)
+        return (draw_block(self.augmentation, image, labels, masks if self.needs_masks else None,
+                           location, rng, epoch), location)
 
     @property
     def needs_masks(self) -> bool:
         """True when the intensity handling works inside brain masks."""
         return self.intensity == "isensee2017"
+
+    @property
+    def needs_brain(self) -> bool:
+        """True when patch placement reads the case's brain masks."""
+        return self.background == "brain"
 
     def describe(self) -> dict[str, Any]:
         """The pipeline's settings, JSON-friendly."""
@@ -133,7 +163,8 @@ class PatchPipeline:
                 "crop_size": None if self.crop_size is None else list(self.crop_size),
                 "foreground_fraction": self.foreground_fraction,
                 "augmentation": self.augmentation.describe(),
-                "intensity": self.intensity}
+                "intensity": self.intensity, "full_axes": list(self.full_axes),
+                "background": self.background}
 
     def __repr__(self) -> str:
         aug = self.augmentation.describe()

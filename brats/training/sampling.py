@@ -14,6 +14,19 @@ A patch is placed in one of two ways, drawing only from the ``np.random.Generato
   axis is that voxel; its region is the ``crop_size`` box centred on the patch. A case without
   stored foreground falls back to random placement.
 
+Two options change the untargeted ("random") placement for entries whose originals differ:
+
+* ``full_axes`` (Wang et al. 2017, ``batch_sample_model = ('full', 'valid', 'valid')`` in
+  taigw/brats17 @d44297e ``util/data_loader.py`` / ``util/data_process.py``
+  ``get_random_roi_sampling_center``): along these axes the patch centre (voxel ``p // 2``) is
+  uniform in [0, n] (both ends included, as the original's ``random.randint``), so the outer
+  slices are targets too and the context beyond the volume is zero padding.
+* ``background="brain"`` (DeepMedic, deepmedic/deepmedic @e10ba7c ``deepmedic/dataManagement/
+  sampling.py``: background centres anywhere in the ROI mask outside the tumour, the image
+  padded by half the receptive field): the patch centre (voxel ``p // 2``) is a uniform voxel of
+  the brain mask with label 0, found by rejection sampling in the case box, and the patch is
+  zero-padded where it leaves the case.
+
 Every placement yields a :class:`PatchLocation`: the patch box (integer voxel start, case
 coordinates, possibly outside the case) and its **region**, the box the spatial augmentation may
 read from. The untransformed patch always lies inside its region. A transformed patch coordinate
@@ -102,9 +115,33 @@ def _uniform_start(n: int, p: int, rng: np.random.Generator) -> int:
     return -((p - n) // 2)
 
 
+#: Placements of patches that are not centred on foreground.
+BACKGROUNDS = ("box", "brain")
+#: Placements along a view's slice axis: inside the case, or centred anywhere in it.
+SLICE_PLACEMENTS = ("valid", "full")
+#: Rejection-sampling draws for a brain background centre before falling back to the case box.
+MAX_BACKGROUND_DRAWS = 1000
+
+
+def _brain_background_centre(shape: Shape3, rng: np.random.Generator, brain: np.ndarray,
+                             labels: np.ndarray | None) -> np.ndarray | None:
+    """A uniform voxel of ``brain`` (any non-zero value) where ``labels`` is 0, by rejection
+    sampling of uniform voxels of the case; None when none is found in
+    :data:`MAX_BACKGROUND_DRAWS` draws (a case that is all tumour or has no brain)."""
+    for _ in range(MAX_BACKGROUND_DRAWS):
+        voxel = rng.integers(0, shape)
+        index = tuple(int(v) for v in voxel)
+        if brain[index] and (labels is None or labels[index] == 0):
+            return voxel
+    return None
+
+
 def sample_location(shape: Sequence[int], patch_size: Sequence[int], rng: np.random.Generator, *,
                     crop_size: Sequence[int] | None = None, foreground_fraction: float = 0.0,
-                    locations: Mapping[str, Sequence[Sequence[int]]] | None = None) -> PatchLocation:
+                    locations: Mapping[str, Sequence[Sequence[int]]] | None = None,
+                    full_axes: Sequence[int] = (), background: str = "box",
+                    brain: np.ndarray | None = None, labels: np.ndarray | None = None
+                    ) -> PatchLocation:
     """Place one patch in a case of spatial ``shape`` (see the module docstring).
 
     Args:
@@ -114,6 +151,12 @@ def sample_location(shape: Sequence[int], patch_size: Sequence[int], rng: np.ran
         crop_size: Isensee's region size (160, 192, 160), at least ``patch_size``; None: the case.
         foreground_fraction: probability of centring on a foreground voxel, in [0, 1].
         locations: ``CaseRecord.locations``: str(label) → list of [x, y, z] voxels.
+        full_axes: axes (0–2) along which an untargeted patch centre is uniform in [0, n]
+            (Wang's slice axis); only without ``crop_size``.
+        background: ``"box"`` (uniform in the case / region) or ``"brain"`` (centred on a
+            brain voxel outside the tumour; needs ``brain``; only without ``crop_size``).
+        brain: (X, Y, Z) array, non-zero inside the brain (e.g. the packed brain masks).
+        labels: (X, Y, Z) canonical labels, for ``background="brain"`` (None: no tumour).
 
     Returns:
         The :class:`PatchLocation`.
@@ -128,6 +171,13 @@ def sample_location(shape: Sequence[int], patch_size: Sequence[int], rng: np.ran
         raise BratsInputError(f"crop_size {crop} must be at least patch_size {patch} on every axis")
     if not 0.0 <= foreground_fraction <= 1.0:
         raise BratsInputError(f"foreground_fraction must be in [0, 1], got {foreground_fraction}")
+    if background not in BACKGROUNDS:
+        raise BratsInputError(f"unknown data.background {background!r}; expected one of "
+                              + ", ".join(BACKGROUNDS))
+    if crop is not None and (background != "box" or full_axes):
+        raise BratsInputError("data.background 'brain' and full slice placement need crop_size null")
+    if background == "brain" and brain is None:
+        raise BratsInputError("data.background 'brain' needs the case's brain mask")
 
     foreground = False
     if foreground_fraction > 0.0 and rng.random() < foreground_fraction:
@@ -147,7 +197,14 @@ def sample_location(shape: Sequence[int], patch_size: Sequence[int], rng: np.ran
             start = tuple(r + int(rng.integers(0, c - p + 1))
                           for r, c, p in zip(region_start, crop, patch))
         else:
-            start = tuple(_uniform_start(n, p, rng) for n, p in zip(shape3, patch))
+            centre = (None if background == "box"
+                      else _brain_background_centre(shape3, rng, brain, labels))  # type: ignore[arg-type]
+            if centre is not None:
+                start = tuple(int(v) - p // 2 for v, p in zip(centre, patch))
+            else:
+                start = tuple(int(rng.integers(0, n + 1)) - p // 2 if axis in full_axes
+                              else _uniform_start(n, p, rng)
+                              for axis, (n, p) in enumerate(zip(shape3, patch)))
     if crop is None:
         region_start = tuple(min(0, a) for a in start)
         region_stop = tuple(max(n, a + p) for n, a, p in zip(shape3, start, patch))

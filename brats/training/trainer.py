@@ -41,8 +41,9 @@ from brats.training.data import CLASS_NAMES, EpochSampler, PatchDataset
 from brats.training.distributed import DistContext, broadcast_object, cleanup, init_from_env, unwrap
 from brats.training.optim import RMSpropNesterov
 from brats.training.pipeline import PatchPipeline
+from brats.training.sampling import SLICE_PLACEMENTS
 from brats.training.splits import load_or_make_splits
-from brats.training.views import size_in_array_order
+from brats.training.views import VIEW_AXES, size_in_array_order
 
 log = logging.getLogger(__name__)
 DONE = "training_done.json"
@@ -372,16 +373,23 @@ class Trainer:
         data = cfg.data
         patch = size_in_array_order(data.patch_size, data.view)
         crop = None if data.crop_size is None else size_in_array_order(data.crop_size, data.view)
+        if data.slice_placement not in SLICE_PLACEMENTS:
+            raise BratsInputError(f"unknown data.slice_placement {data.slice_placement!r}; "
+                                  f"expected one of {', '.join(SLICE_PLACEMENTS)}")
+        full_axes = (() if data.slice_placement == "valid" or data.view is None
+                     else (VIEW_AXES[data.view][0],))
         pipelines = [PatchPipeline(patch, crop_size=crop,
                                    foreground_fraction=data.foreground_fraction,
                                    augmentation=augmentation,
-                                   augmentation_kwargs=kwargs, intensity=data.intensity)
+                                   augmentation_kwargs=kwargs, intensity=data.intensity,
+                                   full_axes=full_axes, background=data.background)
                      for augmentation, kwargs in ((data.augmentation, data.augmentation_kwargs),
                                                   ("none", {}))]
         grades = {c: load_record(self.cache_dir, c).grade for c in train_ids}
         options = dict(target=data.target, view=data.view, output_crop=data.output_crop,
                        roi=data.roi, roi_margin=data.roi_margin,
                        require_foreground=data.require_foreground,
+                       redraw=data.foreground_redraw, batch_size=data.batch_size,
                        backend=data.augmentation_backend)
         train_set = PatchDataset(self.cache_dir, train_ids, pipelines[0],
                                  cfg.train.iterations_per_epoch * data.batch_size, seed,
@@ -489,11 +497,13 @@ class Trainer:
         batches pinned for asynchronous copies to a GPU. Its own generator keeps the global RNG
         streams (dropout, saved for ``--resume``) independent of the worker count."""
         workers = self.config.data.workers
-        return DataLoader(dataset, batch_size=self.config.data.batch_size,
+        batch_size = dataset.loader_batch_size(self.config.data.batch_size)
+        return DataLoader(dataset, batch_size=batch_size,
                           generator=torch.Generator().manual_seed(self.config.train.seed),
                           sampler=EpochSampler(len(dataset)), num_workers=workers,
                           collate_fn=dataset.collate_fn, pin_memory=self.device.type == "cuda",
-                          drop_last=drop_last, persistent_workers=workers > 0)
+                          drop_last=drop_last and batch_size is not None,
+                          persistent_workers=workers > 0)
 
     def _epoch(self, epoch: int, model, loss_fn, optimizer, autocast, scaler, train_set, val_set,
                ctx: DistContext) -> EpochResult:

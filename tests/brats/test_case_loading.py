@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import struct
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -130,3 +132,76 @@ def test_msd_channel_order(tmp_path: Path) -> None:
     seg = np.asanyarray(nib.load(tmp_path / "labelsTr" / "BRATS_001.nii.gz").dataobj)
     assert set(np.unique(seg)) == {0, 1, 2, 3}
     assert np.array_equal(data.labels == 2, seg == 1)  # MSD edema is 1
+
+
+def _flip_one_payload_bit(path: Path) -> None:
+    """Flip one bit of the deflate stream where it still inflates, to other bytes of the same
+    length (only the CRC-32 at the end can tell)."""
+    original = path.read_bytes()
+    raw = gzip.decompress(original)
+    for position in range(len(original) // 2, len(original) - 8):
+        data = bytearray(original)
+        data[position] ^= 0x01
+        try:
+            inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(bytes(data[10:]))
+        except zlib.error:
+            continue
+        if len(inflated) >= len(raw) and inflated[:len(raw)] != raw:
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError("no silently inflating bit flip found")
+
+
+def test_gzip_crc_is_checked(tiny_2017: Path) -> None:
+    from brats.data.nifti import read_nifti
+
+    path = _t1(tiny_2017)
+    good = np.asanyarray(nib.load(path).dataobj).copy()
+    _flip_one_payload_bit(path)
+    wrong = np.asanyarray(nib.load(path).dataobj)  # nibabel alone reads other voxels silently
+    assert not np.array_equal(wrong, good)
+    with pytest.raises(BratsInputError, match=r"_t1\.nii\.gz: .*corrupt.*CRC check failed"):
+        read_nifti(path)
+
+
+def _patch_header(path: Path, fmt: str, offset: int, *values: float) -> None:
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into(fmt, raw, offset, *values)
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+#: Header edits (struct format, byte offset, values) that nibabel reads without complaint:
+#: pixdim[1..3] at 80, sform rows srow_x/y/z at 280/296/312 (used once qform_code is 0).
+_ZERO_SFORM_COLUMN_0 = [("<f", 280, (0.0,)), ("<f", 296, (0.0,)), ("<f", 312, (0.0,))]
+_PARALLEL_SFORM_AXES = [("<ffff", 280, (1.0, 1.0, 0.0, 0.0)), ("<ffff", 296, (1.0, 1.0, 0.0, 0.0))]
+
+
+@pytest.mark.parametrize(("edits", "message"), [
+    ([("<f", 84, (0.0,))], r"pixdim\) \(12\.0, 0\.0, 12\.9"),
+    ([("<f", 80, (-12.0,))], r"pixdim\) \(-12\.0,"),
+    (_ZERO_SFORM_COLUMN_0, r"voxel spacing \(0\.0, 13\.3"),
+    (_PARALLEL_SFORM_AXES, r"nearly\) parallel"),
+], ids=["zero-pixdim", "negative-pixdim", "zero-sform-column", "parallel-axes"])
+def test_unusable_geometry(tiny_2017: Path, edits: list[tuple[str, int, tuple[float, ...]]],
+                           message: str) -> None:
+    path = _t1(tiny_2017)
+    _patch_header(path, "<h", 252, 0)  # qform_code 0: the sform is the affine
+    for fmt, offset, values in edits:
+        _patch_header(path, fmt, offset, *values)
+    with pytest.raises(BratsInputError, match=message):
+        discover(tiny_2017)[0].load()
+
+
+def test_empty_modality_and_labels_outside_the_brain(tiny_2017: Path) -> None:
+    flair = next(tiny_2017.rglob("*_flair.nii.gz"))
+    original = np.asanyarray(nib.load(flair).dataobj).copy()
+    _rewrite(flair, np.zeros_like(original))
+    with pytest.raises(BratsInputError, match=r"_flair\.nii\.gz: every voxel is 0"):
+        discover(tiny_2017)[0].load()
+    _rewrite(flair, original)
+    seg = next(tiny_2017.rglob("*_seg.nii.gz"))
+    labels = np.asanyarray(nib.load(seg).dataobj).copy()
+    labels[0, 0, 0] = labels[-1, -1, -1] = 2  # corners: outside the ellipsoidal brain
+    _rewrite(seg, labels)
+    with pytest.raises(BratsInputError, match=r"_seg\.nii\.gz: 2 labelled voxels lie outside"):
+        discover(tiny_2017)[0].load()

@@ -13,7 +13,7 @@ from brats.cli import main
 from brats.data.geometry import voxel_spacing
 from brats.data.layouts import discover
 from brats.errors import BratsInputError
-from brats.evaluation import COLUMNS, evaluate_folder
+from brats.evaluation import COLUMNS, default_convention, evaluate_folder
 from brats.metrics import case_metrics
 from tests.conftest import write_tiny_dataset
 
@@ -74,7 +74,8 @@ def test_missing_and_extra_predictions(dataset: Path, tmp_path: Path) -> None:
     table = evaluate_folder(preds, dataset, allow_missing=True, progress=False)
     first = table[table["case"] == "Brats17_SYN_001_1"]
     assert (first["dice"] == 0).all() and (first["volume_pred"] == 0).all()
-    assert first["hd95"].iloc[0] == pytest.approx(np.sqrt(240**2 + 240**2 + 155**2))
+    # CaPTk's empty-prediction HD95: the image diagonal in voxels (20×18×12 grid), not in mm
+    assert first["hd95"].iloc[0] == pytest.approx(np.sqrt(20**2 + 18**2 + 12**2))
     (preds / "Brats17_EXTRA_1_1.nii.gz").write_bytes(missing.name.encode())
     with pytest.raises(BratsInputError, match="1 prediction.* without a reference.*EXTRA"):
         evaluate_folder(preds, dataset, allow_missing=True, progress=False)
@@ -125,11 +126,28 @@ def test_cli_writes_csv_and_summary(dataset: Path, tmp_path: Path,
 
 @pytest.mark.parametrize("release, expected", [("2017", "brats-legacy"), ("2021", "brats-legacy"),
                                                ("2023", "brats2023-lesionwise"),
-                                               ("2024", "brats2023-lesionwise")])
+                                               ("2024", "brats2024")])
 def test_default_convention_follows_the_release(tmp_path: Path, release: str, expected: str) -> None:
     root = tmp_path / "data"
     write_tiny_dataset(root, release, 1)
     preds = copy_predictions(root, tmp_path / "pred")
-    assert evaluate_folder(preds, root, progress=False).attrs["convention"] == expected
+    # 2023 and 2024 share their file names, so 2024 is named rather than detected
+    assert evaluate_folder(preds, root, release=release,
+                           progress=False).attrs["convention"] == expected
     table = evaluate_folder(preds, root, convention="max-directed", progress=False)
     assert table.attrs["convention"] == "max-directed"
+
+
+def test_default_convention_mapping_and_perfect_2024_scores(tmp_path: Path) -> None:
+    """2024 references are scored by the ``brats2024`` convention; a prediction equal to the
+    reference has every instance matched to itself: Dice 1 and HD95 0 in every region."""
+    assert default_convention("brats2017") == "brats-legacy"
+    assert default_convention("brats2023") == "brats2023-lesionwise"
+    assert default_convention("brats2024") == "brats2024"
+    root = tmp_path / "data"
+    write_tiny_dataset(root, "2024", 1)
+    preds = copy_predictions(root, tmp_path / "pred")
+    table = evaluate_folder(preds, root, release="2024", progress=False)
+    assert table.attrs["convention"] == "brats2024"
+    assert table["dice"].tolist() == [1.0, 1.0, 1.0]
+    assert table["hd95"].tolist() == [0.0, 0.0, 0.0]

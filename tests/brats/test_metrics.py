@@ -1,4 +1,8 @@
-"""Region-wise metrics: hand-computed values, edge cases, agreement with medpy, lesion-wise."""
+"""Region-wise metrics: hand-computed values, edge cases, agreement with medpy, lesion-wise.
+
+Only the comparisons with medpy / the DeepMind ``surface-distance`` package skip when those
+optional test packages are missing; every hand-computed value always runs.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from scipy import ndimage as ndi
 from brats.errors import BratsInputError
 from brats.metrics import (
     CONVENTIONS,
+    EMPTY_HD95,
+    LEGACY_EMPTY_HD95,
     LESIONWISE_MISS_HD95,
     METRIC_KEYS,
     case_metrics,
@@ -25,8 +31,15 @@ from brats.metrics import (
     surface_distances,
 )
 
-medpy_binary = pytest.importorskip("medpy.metric.binary")
-medpy_surface_distances = getattr(medpy_binary, "__surface_distances")
+
+def medpy_binary():
+    """``medpy.metric.binary``, or skip the calling test from here on."""
+    return pytest.importorskip("medpy.metric.binary")
+
+
+def medpy_surface_distances(a, b, spacing=None) -> np.ndarray:
+    return getattr(medpy_binary(), "__surface_distances")(a, b, spacing)
+
 
 BRATS_SHAPE = (240, 240, 155)
 BRATS_DIAGONAL = math.sqrt(240**2 + 240**2 + 155**2)  # = sqrt(139225) = 373.1286...
@@ -115,12 +128,18 @@ def test_sphere_vs_shifted_sphere() -> None:
     legacy = hd95(a, b)
     assert legacy == hd95(a, b, convention="max-directed")
     assert 0.0 < legacy <= 3.0
-    assert legacy == pytest.approx(medpy_binary.hd95(a, b), abs=1e-6)
-    assert dice(a, b) == pytest.approx(medpy_binary.dc(a, b), abs=1e-12)
-    # anisotropic spacing: still symmetric, still medpy
+    # anisotropic spacing: still symmetric
     sp = (1.2, 0.8, 3.0)
-    assert hd95(a, b, sp) == pytest.approx(medpy_binary.hd95(a, b, voxelspacing=sp), abs=1e-6)
     assert hd95(a, b, sp) == pytest.approx(hd95(a, b, sp, "max-directed"), abs=1e-12)
+
+
+def test_sphere_vs_shifted_sphere_matches_medpy() -> None:
+    mb = medpy_binary()
+    shape, sp = (26, 30, 26), (1.2, 0.8, 3.0)
+    a, b = ball(shape, (13, 13, 13), 8), ball(shape, (13, 16, 13), 8)
+    assert hd95(a, b) == pytest.approx(mb.hd95(a, b), abs=1e-6)
+    assert dice(a, b) == pytest.approx(mb.dc(a, b), abs=1e-12)
+    assert hd95(a, b, sp) == pytest.approx(mb.hd95(a, b, voxelspacing=sp), abs=1e-6)
 
 
 def test_max_directed_differs_with_far_false_positive() -> None:
@@ -142,7 +161,14 @@ def test_max_directed_differs_with_far_false_positive() -> None:
     assert hd95(pred, ref) == pytest.approx(29.0, abs=1e-12)
     assert hd95(pred, ref, convention="max-directed") == pytest.approx(30.85, abs=1e-9)
     assert hd95(ref, pred, convention="max-directed") == pytest.approx(30.85, abs=1e-9)
-    assert hd95(pred, ref) == pytest.approx(medpy_binary.hd95(pred, ref), abs=1e-9)
+
+
+def test_far_false_positive_matches_medpy() -> None:
+    mb = medpy_binary()
+    shape = (50, 20, 20)
+    ref = cube(shape, (2, 5, 5), (10, 10, 10))
+    pred = ref | cube(shape, (40, 8, 8), (4, 4, 4))
+    assert hd95(pred, ref) == pytest.approx(mb.hd95(pred, ref), abs=1e-9)
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,13 +214,38 @@ def test_edge_cases_masks(convention: str) -> None:
     assert hd95(one, other, (1, 1, 2.5), convention) == 2.5
 
 
-def test_diagonal_uses_spacing() -> None:
-    assert image_diagonal(BRATS_SHAPE) == pytest.approx(373.12866, abs=1e-5)
+def test_empty_hd95_rules() -> None:
+    """Exactly one mask empty on a 10×20×5 grid of (2, 0.5, 3) mm voxels.
+
+    CaPTk's rule (default): diagonal in voxels √(10² + 20² + 5²) = √525; ``"diagonal-mm"``:
+    √(20² + 10² + 15²) = √725; a number is used as is; lesion-wise 374, brats2024 inf.
+    """
+    assert image_diagonal(BRATS_SHAPE) == pytest.approx(LEGACY_EMPTY_HD95, abs=1e-5)
     assert image_diagonal((10, 20, 5), (2.0, 0.5, 3.0)) == pytest.approx(math.sqrt(400 + 100 + 225))
+    sp = (2.0, 0.5, 3.0)
     z = np.zeros((10, 20, 5), bool)
     one = z.copy()
     one[0, 0, 0] = True
-    assert hd95(one, z, (2.0, 0.5, 3.0)) == pytest.approx(math.sqrt(725))
+    assert EMPTY_HD95["brats-legacy"] == "diagonal-voxels"
+    for conv in ("brats-legacy", "max-directed"):
+        assert hd95(one, z, sp, conv) == pytest.approx(math.sqrt(525), abs=1e-12)
+        assert hd95(z, one, sp, conv, empty_hd95="diagonal-mm") == pytest.approx(math.sqrt(725))
+        assert hd95(z, one, sp, conv, empty_hd95=LEGACY_EMPTY_HD95) == LEGACY_EMPTY_HD95
+        assert hd95(z, z, sp, conv) == 0.0
+    assert hd95(one, z, sp, "brats2023-lesionwise", size_threshold=0) == LESIONWISE_MISS_HD95
+    assert hd95(one, z, sp, "brats2024") == math.inf
+    labels = np.zeros((10, 20, 5), np.uint8)
+    labels[0, 0, 0] = 4
+    rows = case_metrics(labels, np.zeros_like(labels), sp, empty_hd95="diagonal-mm")
+    assert [r["hd95"] for r in rows] == pytest.approx([math.sqrt(725)] * 3)
+    assert case_metrics(labels, np.zeros_like(labels), sp)[2]["hd95"] == pytest.approx(
+        math.sqrt(525))
+    with pytest.raises(BratsInputError, match="empty_hd95 only applies"):
+        hd95(one, z, sp, "brats2024", empty_hd95=1.0)
+    with pytest.raises(BratsInputError, match="unknown empty_hd95 rule"):
+        hd95(one, z, sp, empty_hd95="diagonal")
+    with pytest.raises(BratsInputError, match="empty_hd95 must be >= 0"):
+        case_metrics(labels, labels, sp, empty_hd95=-1.0)
 
 
 def test_reference_filling_image_has_specificity_one() -> None:
@@ -244,7 +295,8 @@ def test_case_metrics_volumes_and_labels() -> None:
 
 def test_bad_inputs() -> None:
     a = np.zeros((4, 4, 4), bool)
-    with pytest.raises(BratsInputError, match="brats-legacy, max-directed, brats2023-lesionwise"):
+    with pytest.raises(BratsInputError,
+                       match="brats-legacy, max-directed, brats2023-lesionwise, brats2024"):
         hd95(a, a, convention="monai")
     with pytest.raises(BratsInputError, match="shape"):
         dice(a, np.zeros((4, 4, 5), bool))
@@ -270,12 +322,13 @@ SPACINGS = [(1.0, 1.0, 1.0), (0.9375, 0.9375, 1.5), (1.0, 2.0, 0.7)]
 
 @pytest.mark.parametrize("seed", range(6))
 def test_agrees_with_medpy_random_blobs(seed: int) -> None:
+    mb = medpy_binary()
     ref = blobs(seed)
     pred = blobs(seed + 100) | ndi.binary_erosion(ref, iterations=1)  # correlated, not equal
     sp = SPACINGS[seed % len(SPACINGS)]
     assert hd95(pred, ref, sp) == pytest.approx(
-        medpy_binary.hd95(pred, ref, voxelspacing=sp), abs=1e-6)
-    assert dice(pred, ref) == pytest.approx(medpy_binary.dc(pred, ref), abs=1e-12)
+        mb.hd95(pred, ref, voxelspacing=sp), abs=1e-6)
+    assert dice(pred, ref) == pytest.approx(mb.dc(pred, ref), abs=1e-12)
     # max-directed = max of medpy's two directed 95th percentiles
     d1 = medpy_surface_distances(pred, ref, sp)
     d2 = medpy_surface_distances(ref, pred, sp)
@@ -289,6 +342,7 @@ def test_agrees_with_medpy_random_blobs(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_agrees_with_medpy_touching_border(seed: int) -> None:
     """Masks cut by the volume edge: medpy's erosion treats outside as background, as we do."""
+    mb = medpy_binary()
     shape = (24, 30, 20)
     ref = blobs(seed, shape, frac=0.3)
     ref[0] |= True                              # a full face on the border
@@ -298,16 +352,17 @@ def test_agrees_with_medpy_touching_border(seed: int) -> None:
     pred[-1, -1, -1] = True                     # a corner voxel
     sp = SPACINGS[seed % len(SPACINGS)]
     assert hd95(pred, ref, sp) == pytest.approx(
-        medpy_binary.hd95(pred, ref, voxelspacing=sp), abs=1e-6)
+        mb.hd95(pred, ref, voxelspacing=sp), abs=1e-6)
     # far apart across the whole volume: the crop is the full image
     a, b = np.zeros(shape, bool), np.zeros(shape, bool)
     a[:3, :3, :3] = True
     b[-2:, -4:, -1:] = True
-    assert hd95(a, b, sp) == pytest.approx(medpy_binary.hd95(a, b, voxelspacing=sp), abs=1e-6)
+    assert hd95(a, b, sp) == pytest.approx(mb.hd95(a, b, voxelspacing=sp), abs=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_case_metrics_match_medpy_per_region(seed: int) -> None:
+    mb = medpy_binary()
     shape = (40, 44, 30)
     rng = np.random.default_rng(seed)
 
@@ -325,10 +380,10 @@ def test_case_metrics_match_medpy_per_region(seed: int) -> None:
     members = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,), "NCR": (1,), "ED": (2,)}
     for row in rows:
         p, r = np.isin(pred, members[row["region"]]), np.isin(ref, members[row["region"]])
-        assert row["hd95"] == pytest.approx(medpy_binary.hd95(p, r, voxelspacing=sp), abs=1e-6)
-        assert row["dice"] == pytest.approx(medpy_binary.dc(p, r), abs=1e-12)
-        assert row["sensitivity"] == pytest.approx(medpy_binary.sensitivity(p, r), abs=1e-12)
-        assert row["specificity"] == pytest.approx(medpy_binary.specificity(p, r), abs=1e-12)
+        assert row["hd95"] == pytest.approx(mb.hd95(p, r, voxelspacing=sp), abs=1e-6)
+        assert row["dice"] == pytest.approx(mb.dc(p, r), abs=1e-12)
+        assert row["sensitivity"] == pytest.approx(mb.sensitivity(p, r), abs=1e-12)
+        assert row["specificity"] == pytest.approx(mb.specificity(p, r), abs=1e-12)
         assert row["volume_ref"] == pytest.approx(r.sum() * np.prod(sp))
         assert row["hd95"] == hd95(p, r, sp)
 
@@ -340,8 +395,8 @@ def test_case_metrics_match_medpy_per_region(seed: int) -> None:
 LW_SHAPE = (64, 20, 20)
 
 
-def lw(pred, ref, **kw):
-    return lesionwise_metrics(pred, ref, **kw)
+def lw(pred, ref, spacing=(1.0, 1.0, 1.0), **kw):
+    return lesionwise_metrics(pred, ref, spacing, **kw)
 
 
 def test_lesionwise_one_lesion_missed() -> None:
@@ -377,10 +432,14 @@ def test_lesionwise_close_components_merge() -> None:
 
     Three 18-neighbourhood dilations grow each cube by 3 voxels along x: up to x = 12 and down
     to x = 13, which touch, so both cubes are one 250-voxel lesion. Prediction: the first cube.
-    Lesion Dice 2·125/(125 + 250) = 2/3. HD95 (max-directed): pred → lesion is 0 (A's surface is
-    on the lesion's surface); lesion → pred: 98 zeros (A) and, for the second cube, distances
-    x − 9: 25 × 7, 16 × 8, 16 × 9, 16 × 10, 25 × 11. Index 0.95 · 195 = 185.25 falls in the 11s
-    (indices 171–195) → 11 mm. Case: Dice 2/3, HD95 11.
+    Lesion Dice 2·125/(125 + 250) = 2/3. HD95 (surfels on the corner grid: a 5³ cube has the
+    6³ − 4³ = 152 corners x, y, z ∈ 5..10 on its boundary; a face has 16 inner corners of area
+    1, 16 edge corners of area √2/2 and 4 vertex corners of area √3/8: 28.18 mm²; each inner
+    ring of 20 corners 16 + 4·√2/2 = 18.83 mm²; per cube 131.67 mm²): pred → lesion is 0
+    (A's surfels are the lesion's); lesion → pred: A's 131.67 mm² at 0 (cumulative 0.5), then
+    the second cube's corners x = 16..21 at x − 10 = 6, 7, 8, 9, 10, 11 mm, reaching
+    (131.67 + 28.18 + 4 · 18.83) / 263.35 = 0.893 at 10 mm and 1 at 11 mm → 11 mm.
+    Case: Dice 2/3, HD95 11.
     """
     a = cube(LW_SHAPE, (5, 5, 5), (5, 5, 5))
     b = cube(LW_SHAPE, (16, 5, 5), (5, 5, 5))
@@ -397,7 +456,7 @@ def test_lesionwise_close_components_merge() -> None:
 
 
 def test_lesionwise_small_lesion_ignored() -> None:
-    """Reference: 5³ cube + a 3³ = 27-voxel cube far away (≤ 50 voxels: ignored)."""
+    """Reference: 5³ cube + a 3³ = 27-voxel cube far away (≤ 50 mm³ at 1 mm: ignored)."""
     a = cube(LW_SHAPE, (5, 5, 5), (5, 5, 5))
     s = cube(LW_SHAPE, (40, 5, 5), (3, 3, 3))
     res = lw(a, a | s)                     # small lesion missed: not a false negative
@@ -426,9 +485,10 @@ def test_lesionwise_edge_cases() -> None:
     assert hd95(a, a, convention="brats2023-lesionwise", size_threshold=0) == 0.0
 
 
-def _lesionwise_naive(pred, ref, dil=3, thresh=50):
+def _lesionwise_naive(pred, ref, dil=3, thresh=50, sp=(1.0, 1.0, 1.0)):
     """Direct full-volume transcription of the 2023 script (cc3d → scipy 26-connectivity;
-    DeepMind robust HD95 → max-directed HD95 from medpy's surface distances)."""
+    HD95 from the DeepMind ``surface-distance`` package, as the script calls it)."""
+    sd = pytest.importorskip("surface_distance")
     s26, s18 = np.ones((3, 3, 3), bool), ndi.generate_binary_structure(3, 2)
     gt_cc, _ = ndi.label(ref, s26)
     pred_cc, _ = ndi.label(pred, s26)
@@ -445,11 +505,10 @@ def _lesionwise_naive(pred, ref, dil=3, thresh=50):
         q = np.isin(pred_cc, hits)
         d = 2 * (g & q).sum() / (g.sum() + q.sum())
         if q.any():
-            h = max(np.percentile(medpy_surface_distances(g, q), 95),
-                    np.percentile(medpy_surface_distances(q, g), 95))
+            h = sd.compute_robust_hausdorff(sd.compute_surface_distances(g, q, sp), 95)
         else:
             h = 374.0
-        if g.sum() > thresh:
+        if g.sum() * sp[0] * sp[1] * sp[2] > thresh:
             scores.append((d, h))
     fp = len(set(np.unique(pred_cc)) - set(tp) - {0})
     if not scores and not fp:
@@ -465,6 +524,7 @@ def random_balls(rng, shape, n: int, rmin: float, rmax: float) -> np.ndarray:
     return m
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # surface-distance's scipy imports
 @pytest.mark.parametrize("seed", range(6))
 def test_lesionwise_matches_naive_transcription(seed: int) -> None:
     """Random balls (some merging, some ≤ 50 voxels), a noisy dilated prediction with a few
@@ -482,6 +542,10 @@ def test_lesionwise_matches_naive_transcription(seed: int) -> None:
     res1 = lw(pred, ref, dilation_iterations=1, size_threshold=2)      # BraTS-MET parameters
     exp1 = _lesionwise_naive(pred, ref, dil=1, thresh=2)
     assert (res1["dice"], res1["hd95"]) == pytest.approx(exp1, abs=1e-6)
+    sp = (0.9375, 0.9375, 1.5) if seed % 2 else (1.0, 0.5, 2.5)       # anisotropic: mm³, mm
+    res2 = lw(pred, ref, sp)
+    assert (res2["dice"], res2["hd95"]) == pytest.approx(_lesionwise_naive(pred, ref, sp=sp),
+                                                         abs=1e-6)
 
 
 def test_case_metrics_lesionwise_keys() -> None:

@@ -113,3 +113,38 @@ def test_prepare_reports_failed_cases_and_keeps_others(tiny_2017: Path, tmp_path
     with pytest.raises(BratsInputError, match=r"1 case\(s\) failed: .*cannot read"):
         prepare_dataset(tiny_2017, tmp_path / "cache", progress=False)
     assert len(list((tmp_path / "cache").glob("*_labels.npy"))) == 1
+
+
+def test_cache_records_its_sources_and_refuses_another(tiny_2017: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    prepare_dataset(tiny_2017, cache, progress=False)
+    index = load_index(cache)
+    case = discover(tiny_2017)[0]
+    files = index["inputs"][case.id]
+    assert [Path(f[0]).name for f in files] == [p.name for p in (*case.images, case.seg)]
+    assert [f[1] for f in files] == [p.stat().st_size for p in (*case.images, case.seg)]
+    other = tmp_path / "other" / "Brats17TrainingData"
+    from tests.conftest import write_tiny_dataset
+
+    write_tiny_dataset(other, "2017", 2)
+    with pytest.raises(BratsInputError, match=r"existing cache has source=.*delete .* rebuild"):
+        prepare_dataset(other, cache, progress=False)
+
+
+def test_damaged_cache_names_the_rebuild_command(tiny_2017: Path, tmp_path: Path) -> None:
+    from brats.preprocess.cache import load_record
+
+    cache = tmp_path / "cache"
+    records = prepare_dataset(tiny_2017, cache, progress=False)
+    record = cache / f"{records[0].id}.json"
+    record.write_text(record.read_text()[:40])
+    hint = f"brats prepare {tiny_2017.resolve()} --out {cache}"
+    with pytest.raises(BratsInputError, match="damaged case record") as error:
+        load_record(cache, records[0].id)
+    assert hint in str(error.value)
+    (cache / f"{records[1].id}_labels.npy").unlink()
+    with pytest.raises(BratsInputError, match="_labels.npy: cached array missing"):
+        load_prepared(cache, records[1].id)
+    again = prepare_dataset(tiny_2017, cache, progress=False)  # both damaged cases are redone
+    assert again == records
+    assert load_prepared(cache, records[1].id).labels is not None

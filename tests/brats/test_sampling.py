@@ -227,3 +227,72 @@ def test_describe_and_repr():
 def test_invalid_settings_raise(kwargs, match):
     with pytest.raises(BratsInputError, match=match):
         PatchPipeline(**kwargs)
+
+
+def test_full_slice_placement_reaches_both_ends_and_pads() -> None:
+    """Wang's 'full' slice axis: over many draws the patch centre (voxel p // 2) takes every
+    value 0 … n along axis 2 (both ends, as random.randint), while axes 0 and 1 stay 'valid'."""
+    rng = np.random.default_rng(0)
+    patch = (16, 16, 19)
+    centres, starts_in_plane = set(), []
+    for _ in range(3000):
+        loc = sample_location(SHAPE, patch, rng, full_axes=(2,))
+        centres.add(loc.start[2] + patch[2] // 2)
+        starts_in_plane.append(loc.start[:2])
+        assert loc.region_start[2] == min(0, loc.start[2])
+        assert loc.region_stop[2] == max(SHAPE[2], loc.stop[2])
+    assert centres == set(range(SHAPE[2] + 1))
+    starts = np.array(starts_in_plane)
+    assert starts.min() == 0 and (starts + 16 <= np.array(SHAPE[:2])).all()
+
+
+def test_valid_slice_placement_keeps_patches_inside() -> None:
+    rng = np.random.default_rng(0)
+    centres = {sample_location(SHAPE, (16, 16, 19), rng).start[2] + 9 for _ in range(2000)}
+    assert min(centres) == 9 and max(centres) == SHAPE[2] - 10
+
+
+def test_brain_background_centres_in_brain_outside_tumour_up_to_the_border() -> None:
+    """DeepMedic background: the centre is a brain voxel with label 0, anywhere in the brain
+    (also within a few voxels of the case border, where a 'box' patch never centres), and
+    the patch is zero-padded beyond the case."""
+    image, labels, _ = make_case()
+    brain = (image != 0).any(0).astype(np.uint8)
+    rng = np.random.default_rng(1)
+    patch = (57, 57, 57)
+    centres = []
+    for _ in range(400):
+        loc = sample_location(SHAPE, patch, rng, background="brain", brain=brain, labels=labels)
+        centre = tuple(a + p // 2 for a, p in zip(loc.start, patch))
+        assert brain[centre] and labels[centre] == 0 and not loc.foreground
+        assert all(rs <= s and e <= re for rs, s, e, re in
+                   zip(loc.region_start, loc.start, loc.stop, loc.region_stop))
+        centres.append(centre)
+    centres = np.array(centres)
+    edge = np.minimum(centres, np.array(SHAPE) - 1 - centres).min(1)
+    assert edge.min() <= 6                        # segments reach the brain's border
+    box = sample_location(SHAPE, patch, np.random.default_rng(1))
+    assert box.start == tuple(-((p - n) // 2) for n, p in zip(SHAPE, patch))  # 'box': centred
+
+
+def test_brain_background_needs_a_mask_and_no_crop() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(BratsInputError, match="needs the case's brain mask"):
+        sample_location(SHAPE, (9, 9, 9), rng, background="brain")
+    with pytest.raises(BratsInputError, match="need crop_size null"):
+        sample_location(SHAPE, (9, 9, 9), rng, background="brain", crop_size=(20, 20, 20),
+                        brain=np.ones(SHAPE, np.uint8))
+    with pytest.raises(BratsInputError, match="unknown data.background"):
+        sample_location(SHAPE, (9, 9, 9), rng, background="mask")
+
+
+def test_pipeline_brain_background_uses_the_masks() -> None:
+    image, labels, locations = make_case()
+    brain = (image != 0).any(0).astype(np.uint8)
+    pipeline = PatchPipeline((25, 25, 25), foreground_fraction=0.0, augmentation="none",
+                             intensity="none", background="brain")
+    assert pipeline.needs_brain and not pipeline.needs_masks
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        patch, patch_labels = pipeline(image, labels, locations, rng, 0, masks=brain)
+        assert patch[:, 12, 12, 12].any() and patch_labels[12, 12, 12] == 0

@@ -79,3 +79,35 @@ def test_case_weights_and_bad_options(cache: Path) -> None:
         PatchDataset(cache, ids, pipeline((16, 16, 16)), 1, seed=0, target="XX")
     with pytest.raises(BratsInputError, match="unknown data.roi"):
         PatchDataset(cache, ids, pipeline((16, 16, 16)), 1, seed=0, roi="brain")
+
+
+@pytest.mark.parametrize("backend", ["device", "scipy"])
+def test_batch_redraw_keeps_tumour_free_patches_in_batches_with_tumour(cache: Path,
+                                                                        backend: str) -> None:
+    """Wang's rule: a whole batch is re-drawn only while none of its patches has foreground, so
+    tumour-free patches still reach the network; the per-patch rule never lets one through."""
+    from torch.utils.data import DataLoader
+
+    from brats.training.data import EpochSampler
+
+    ids = load_index(cache)["cases"]
+    small = PatchPipeline((10, 10, 10), foreground_fraction=0.0, augmentation="none",
+                          intensity="none")
+    batched = PatchDataset(cache, ids, small, 40, seed=2, target="WT", require_foreground=True,
+                           redraw="batch", batch_size=4, backend=backend)
+    assert len(batched) == 10 and batched.loader_batch_size(4) is None
+    loader = DataLoader(batched, batch_size=batched.loader_batch_size(4),
+                        sampler=EpochSampler(len(batched)), collate_fn=batched.collate_fn)
+    per_patch = []
+    for batch in loader:
+        _, target = batched.to_device(batch, torch.device("cpu"))
+        assert target.shape == (4, 10, 10, 10)
+        has = target.flatten(1).any(1)
+        assert has.any()
+        per_patch += has.tolist()
+    assert len(per_patch) == 40 and 0 < sum(per_patch) < 40
+    single = PatchDataset(cache, ids, small, 8, seed=2, target="WT", require_foreground=True,
+                          backend=backend)
+    assert all(item(single, i)[1].any() for i in range(8))
+    with pytest.raises(BratsInputError, match="unknown data.foreground_redraw"):
+        PatchDataset(cache, ids, small, 8, seed=2, redraw="epoch")

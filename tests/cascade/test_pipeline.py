@@ -62,7 +62,7 @@ def test_views_are_fused_back_in_array_order() -> None:
 
 def test_cascade_order_and_fusion() -> None:
     shape = (40, 40, 40)
-    image = np.full((3, *shape), -10, np.float32)
+    image = np.full((4, *shape), -10, np.float32)
     image[0, 5:30, 5:30, 5:30] = 10    # WT evidence
     image[1, 10:20, 10:20, 10:20] = 10  # TC evidence
     image[1, 35:38, 35:38, 35:38] = 10  # TC evidence outside the WT box: never looked at
@@ -111,6 +111,7 @@ def test_tc_and_et_run_inside_the_boxes_of_the_stage_before() -> None:
     the whole 40×40 crop; ET only the TC box + 5, inside the WT box."""
     image = np.zeros((4, 40, 40, 20), np.float32)
     image[0, 16:20, 16:20, 8:12] = 1.0
+    image[3] = 1.0                                        # FLAIR: brain everywhere
     nets = {"WT": Recorder(lambda x: x[:, 0] > 0.5), "TC": Recorder(lambda x: x[:, 0] > -1),
             "ET": Recorder(lambda x: x[:, 0] > 0.5)}
     members = [Member(f"{stage}_axial", net, InferenceConfig(), "labels", "none", Path(stage),
@@ -122,3 +123,21 @@ def test_tc_and_et_run_inside_the_boxes_of_the_stage_before() -> None:
     # TC fills its input, so the TC box + 5 (clipped to the WT box it lives in) is the WT box
     assert set(nets["ET"].in_plane) == {(16, 16)}
     assert labels[16:20, 16:20, 8:12].all() and not labels[:10].any()
+
+
+def test_every_stage_is_masked_by_flair_nonzero() -> None:
+    """Networks that call everything tumour: WT, TC and ET are kept only where FLAIR ≠ 0 (the
+    original multiplies each stage by FLAIR > 0). A 4-voxel hole in the FLAIR brain is closed
+    into the core by the fusion's closing, as in the original, but is never ET."""
+    image = np.ones((4, 30, 30, 20), np.float32)
+    image[3, :, :, :3] = 0.0            # outside the FLAIR brain: three bottom slices
+    image[3, 14:16, 14:16, 10] = 0.0    # a hole inside it
+    members = [Member(f"{stage}_axial", Recorder(lambda x: x[:, 0] > -1), InferenceConfig(),
+                      "labels", "none", Path(stage), {"data": {"target": stage, "view": "axial"}})
+               for stage in ("WT", "TC", "ET")]
+    labels, _ = predict_cascade(members, image, (1.0, 1.0, 1.0), torch.device("cpu"))
+    assert not labels[:, :, :3].any()
+    assert (labels[14:16, 14:16, 10] == 1).all()
+    assert (labels[5:25, 5:25, 5:18] == 4).sum() == 20 * 20 * 13 - 4
+    with pytest.raises(BratsInputError, match="needs the 4 modalities"):
+        predict_cascade(members, image[:3], (1.0, 1.0, 1.0), torch.device("cpu"))
