@@ -9,6 +9,7 @@ status 2, problems found by ``brats check`` exit with status 1.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import typing
@@ -18,6 +19,9 @@ from pathlib import Path
 from brats import __version__
 from brats.errors import BratsInputError
 from brats.logs import configure_logging
+
+if typing.TYPE_CHECKING:
+    from brats.postprocess import PostprocessRule
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -196,10 +200,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """Rank methods from their metrics CSVs."""
     from brats.io import refuse_overwriting_inputs, write_text
-    from brats.leaderboard import leaderboard, plot_leaderboard, read_metrics, to_markdown
+    from brats.leaderboard import leaderboard, load_tables, plot_leaderboard, to_markdown
     from brats.viz import figure_format, save_figure
 
-    names = args.name or [Path(p).stem for p in args.metrics]
+    names = args.name or [Path(p).name if Path(p).is_dir() else Path(p).stem
+                          for p in args.metrics]
     if len(names) != len(args.metrics):
         raise BratsInputError(f"{len(names)} --name for {len(args.metrics)} metrics files")
     if len(set(names)) != len(names):
@@ -212,7 +217,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(outputs, args.metrics)
     for path in outputs:
         _refuse_existing(path, args.overwrite)
-    tables = {n: read_metrics(p) for n, p in zip(names, args.metrics)}
+    tables = load_tables(args.metrics, names)
     board = leaderboard(tables)
     markdown = to_markdown(board)
     print(markdown, end="")
@@ -269,9 +274,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         now = summary.get("trained_now", 0)
         done = (f"trained {now} epoch(s) now, {summary['epochs']} in all" if now
                 else f"already trained ({summary['epochs']} epochs), nothing to do")
+        best = summary["best_mean_dice"]
+        validation = (f", best validation mean Dice {best:.4f}" if math.isfinite(best)
+                      else " (no validation cases)")
         print(f"{name}: {done}, in {out}; last train loss "
-              f"{final.get('train_loss', float('nan')):.4f}, best validation mean Dice "
-              f"{summary['best_mean_dice']:.4f}")
+              f"{final.get('train_loss', float('nan')):.4f}{validation}")
     return 0
 
 
@@ -328,14 +335,72 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                          "_probabilities")
     uncertainty, pairs = _optional_dir(args.uncertainty, pairs, args.output, "_uncertainty")
     overrides = _inference_overrides([*pairs, *args.overrides], args.tta)
+    rule = _postprocess_rule(args.postprocess, args.postprocess_rule, runs)
     paths = predict_folder(runs, args.input, args.output, release=args.release,
                            device=args.device, overrides=overrides,
                            probabilities_dir=probabilities, shard=args.shard,
                            checkpoint=args.checkpoint, resume=args.resume,
                            overwrite=args.overwrite, progress=not args.no_progress,
                            uncertainty_dir=uncertainty,
-                           uncertainty_measure=args.uncertainty_measure, model=args.model)
-    print(f"{len(paths)} prediction(s) in {args.output}")
+                           uncertainty_measure=args.uncertainty_measure, model=args.model,
+                           postprocess=rule)
+    print(f"{len(paths)} prediction(s) in {args.output}"
+          + (f", post-processed: {rule.describe()}" if rule else ""))
+    return 0
+
+
+def _postprocess_rule(mode: str, rule_file: str | None, runs: list[str]
+                      ) -> PostprocessRule | None:
+    """``--postprocess none|tuned`` and ``--postprocess-rule FILE`` → the rule, or None.
+
+    ``tuned`` reads FILE, by default the ``postprocessing.json`` of the folder holding the runs
+    (:func:`brats.postprocess.find_rule`)."""
+    from brats.postprocess import find_rule, read_rule
+
+    if mode == "none":
+        if rule_file:
+            raise BratsInputError("--postprocess-rule needs --postprocess tuned")
+        return None
+    return read_rule(rule_file or find_rule(list(runs)))
+
+
+def cmd_postprocess_tune(args: argparse.Namespace) -> int:
+    """Tune the post-processing rule on cross-validation predictions and store it."""
+    from brats.io import refuse_overwriting_inputs
+    from brats.postprocess import (
+        ET_THRESHOLDS_VOXELS,
+        PostprocessRule,
+        rule_path,
+        tune,
+        write_rule,
+    )
+
+    out = rule_path(args.out or Path(args.cv_predictions).resolve().parent)
+    refuse_overwriting_inputs([out], [args.cv_predictions, args.data])
+    _refuse_existing(str(out), args.overwrite)
+    record = tune(args.cv_predictions, args.data, release=args.release,
+                  thresholds=tuple(args.thresholds or ET_THRESHOLDS_VOXELS), jobs=args.jobs,
+                  progress=not args.no_progress)
+    write_rule(record, out, overwrite=args.overwrite)
+    rule, score = record["rule"], record["score"]
+    candidates = record["candidates"]
+    best = candidates.sort_values("score", ascending=False, kind="stable").head(5)
+    print(best.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    described = PostprocessRule(tuple(rule["largest_component"]), rule["et_threshold_voxels"])
+    print(f"chosen on {record['settings']['cases']} case(s): {described.describe()}; mean Dice "
+          f"{score['plain']:.4f} → {score['postprocessed']:.4f}; wrote {out}")
+    return 0
+
+
+def cmd_postprocess_apply(args: argparse.Namespace) -> int:
+    """Apply a stored post-processing rule to a folder of predictions."""
+    from brats.postprocess import postprocess_folder, read_rule
+
+    rule = read_rule(args.rule)
+    files = postprocess_folder(args.pred_dir, args.output, rule, args.rule, release=args.release,
+                               resume=args.resume, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+    print(f"{len(files)} post-processed prediction(s) in {args.output}: {rule.describe()}")
     return 0
 
 
@@ -371,6 +436,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         print(f"{len(maps)} uncertainty map(s) in {uncertainty}")
     print(f"{len(paths)} ensemble prediction(s) of {len(sources)} source(s) in {args.output}")
     return 0
+
+
+def _add_postprocess_flag(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--postprocess", default="none", choices=["none", "tuned"], help=text)
 
 
 def _add_uncertainty_flags(p: argparse.ArgumentParser, default: str) -> None:
@@ -424,7 +493,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     reproduce(args.entry, args.data, args.out, validation_dir=args.validation,
               profile=args.profile, overrides=parse_overrides(args.overrides), device=args.device,
               jobs=args.jobs, checkpoint=args.checkpoint, overwrite=args.overwrite,
-              progress=not args.no_progress)
+              progress=not args.no_progress, postprocess=args.postprocess)
     return 0
 
 
@@ -534,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing zip")
 
     p = add("leaderboard", cmd_leaderboard, "rank methods from metrics CSVs (BraTS ranking score)")
-    p.add_argument("metrics", nargs="+", help="metrics CSVs written by brats evaluate")
+    p.add_argument("metrics", nargs="+", help="metrics CSVs written by brats evaluate, or brats "
+                   "reproduce folders (their cv_metrics.csv, and cv_metrics_pp.csv as NAME+pp)")
     p.add_argument("--name", action="append", help="method name per CSV, in order (repeatable)")
     p.add_argument("--out", help="Markdown table to write")
     p.add_argument("--csv", help="CSV table to write")
@@ -585,6 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="ZIP", help="a model package (brats export) instead of runs")
     _add_uncertainty_flags(p, "OUTPUT_uncertainty")
     _add_prediction_flags(p, "prediction folder")
+    _add_postprocess_flag(p, "none (default, as the entries submitted) or tuned: apply the rule "
+                          "of brats postprocess tune (ET below a voxel threshold → NCR/NET, "
+                          "largest components) to the label maps")
+    p.add_argument("--postprocess-rule", metavar="JSON", help="the rule file for --postprocess "
+                   "tuned (default: postprocessing.json of the folder holding the runs)")
 
     p = add("ensemble", cmd_ensemble, "average the class probabilities of several members "
             "(saved maps or trained runs), argmax, write submission files")
@@ -627,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "final)")
     p.add_argument("--overwrite", action="store_true",
                    help="accept other settings than OUT was made with: redo what they change")
+    _add_postprocess_flag(p, "the tuned post-processing (always tuned on the cross-validation "
+                          "and scored as ENTRY+pp) also for the submission, in "
+                          "OUT/submission_pp (default none)")
     p.add_argument("overrides", nargs="*", help="config overrides key=value (inference.* ones act "
                    "at prediction time only)")
 
@@ -634,6 +712,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_output", help="working folder (reused by a second run)")
     p.add_argument("--submissions", help="where the validated submission folders go "
                    "(default: OUT/submissions)")
+
+    p = add("postprocess", cmd_postprocess_tune, "tune the post-processing of label maps on "
+            "cross-validation predictions, or apply a tuned rule")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("tune", help="choose the ET volume threshold and largest-component "
+                           "regions that maximise the mean cross-validated Dice",
+                           description="choose the ET volume threshold (voxels) and the regions "
+                           "reduced to their largest component that maximise the mean legacy "
+                           "Dice over WT, TC and ET; store the rule as JSON")
+    p.set_defaults(handler=cmd_postprocess_tune)
+    _add_global_flags(p, suppress=True)
+    p.add_argument("cv_predictions", help="folder of cross-validation predictions <case>.nii.gz")
+    p.add_argument("--data", required=True, help="the training dataset they predict")
+    p.add_argument("--out", help="run folder (writes OUT/postprocessing.json) or a .json file "
+                   "(default: the folder holding CV_PREDICTIONS)")
+    p.add_argument("--thresholds", type=int, nargs="+", metavar="VOXELS",
+                   help="ET volume thresholds to try, in voxels (default 0 50 100 … 1000)")
+    p.add_argument("--release", help="force the release (default: detect)")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing rule file")
+    p = actions.add_parser("apply", help="apply a tuned rule to a prediction folder",
+                           description="apply a rule of brats postprocess tune to every "
+                           "<case>.nii.gz of a folder, into a new folder")
+    p.set_defaults(handler=cmd_postprocess_apply)
+    _add_global_flags(p, suppress=True)
+    p.add_argument("pred_dir", help="folder of <case>.nii.gz predictions")
+    p.add_argument("--rule", required=True, help="postprocessing.json of brats postprocess tune")
+    p.add_argument("--output", required=True, help="post-processed folder (new or empty)")
+    p.add_argument("--release", help="the predictions' release (default: from PRED_DIR's "
+                   "manifest)")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--continue", dest="resume", action="store_true",
+                          help="redo an existing output folder made with the same settings")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="start the output folder again: remove what brats wrote there")
 
     add("entries", cmd_entries, "list the reproduced entries with their descriptions and profiles")
     return parser

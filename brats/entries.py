@@ -32,9 +32,16 @@ class EntryInfo:
 def configs_dir() -> Path:
     """The folder holding the ``<entry>.yaml`` configs (installed package data or the checkout).
 
+    The ``submissions`` package sits beside ``brats`` (in a checkout and in an installed wheel
+    alike); it is looked for there first, so that a ``submissions/`` folder in the current
+    directory (e.g. the demo's output) cannot shadow it.
+
     Raises:
         BratsInputError: the ``submissions`` package is not installed (an install older than it).
     """
+    beside = Path(__file__).resolve().parent.parent / CONFIG_PACKAGE
+    if (beside / "__init__.py").is_file() and any(beside.glob("*.yaml")):
+        return beside
     try:
         return Path(str(resources.files(CONFIG_PACKAGE)))
     except ModuleNotFoundError:

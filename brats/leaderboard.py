@@ -5,6 +5,10 @@ implemented in nnU-Net's ``Task082_BraTS_2020.py``, MIC-DKFZ/nnUNet @3d8be214): 
 ranked on each case, for each region (WT, TC, ET) and each metric (Dice, HD95), with ties sharing
 the best rank (``min``); the ranking score is the mean of those ranks (lower is better), also
 given divided by the number of methods.
+
+A ``brats reproduce`` folder counts as its cross-validation metrics (``cv_metrics.csv``) and, when
+its tuned post-processing was scored (``cv_metrics_pp.csv``, :mod:`brats.postprocess`), as a
+second method ``<name>+pp``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from brats.errors import BratsInputError
 
 REGION_ORDER = ("WT", "TC", "ET")
 RANKED_METRICS = {"dice": True, "hd95": False}  # metric → higher is better
+#: The metrics files of a ``brats reproduce`` folder: plain, and post-processed (``+pp`` row).
+CV_METRICS, CV_METRICS_PP, PP_SUFFIX = "cv_metrics.csv", "cv_metrics_pp.csv", "+pp"
 
 
 def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -47,6 +53,34 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
                                   f"(e.g. {bad.iloc[0]!r})")
         table = table.assign(**{metric: values})
     return table
+
+
+def load_tables(paths: list[str | os.PathLike[str]], names: list[str]) -> dict[str, pd.DataFrame]:
+    """Method name → metrics table, for metrics CSVs and ``brats reproduce`` folders.
+
+    A folder gives ``name`` (its ``cv_metrics.csv``) and, when it holds ``cv_metrics_pp.csv``,
+    ``name+pp``.
+
+    Raises:
+        BratsInputError: a folder without ``cv_metrics.csv``, or two methods of one name.
+    """
+    if len(names) != len(paths):
+        raise BratsInputError(f"{len(names)} name(s) for {len(paths)} metrics file(s) or folder(s)")
+    tables: dict[str, pd.DataFrame] = {}
+    for name, path in zip(names, map(Path, paths)):
+        found = {name: path}
+        if path.is_dir():
+            if not (path / CV_METRICS).is_file():
+                raise BratsInputError(f"{path}: no {CV_METRICS}; give a metrics CSV or a brats "
+                                      "reproduce folder")
+            found = {name: path / CV_METRICS}
+            if (path / CV_METRICS_PP).is_file():
+                found[name + PP_SUFFIX] = path / CV_METRICS_PP
+        for method, file in found.items():
+            if method in tables:
+                raise BratsInputError(f"two methods are named {method!r}; use --name")
+            tables[method] = read_metrics(file)
+    return tables
 
 
 def rank_scores(tables: dict[str, pd.DataFrame]) -> pd.Series:

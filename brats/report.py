@@ -222,9 +222,10 @@ def _yaml_inputs(config: Path) -> tuple[dict[str, Path], Path | None]:
     return parse_run_args(items), None if data is None else base / str(data)
 
 
-def reported_numbers(entry: str) -> tuple[str, dict[str, dict[str, dict[str, float]]]]:
-    """``(release, {split: {metric: {region: value}}})`` from ``submissions/<entry>.yaml``
-    (its ``release`` and ``reported:`` keys).
+def reported_numbers(entry: str) -> tuple[str, str, dict[str, dict[str, dict[str, float]]]]:
+    """``(release, source, {split: {metric: {region: value}}})`` from
+    ``submissions/<entry>.yaml`` (its ``release`` and ``reported:`` keys; ``reported.source``
+    says where the numbers come from and whether they are confirmed).
 
     Raises:
         BratsInputError: unknown entry or a malformed ``reported:`` block.
@@ -233,13 +234,14 @@ def reported_numbers(entry: str) -> tuple[str, dict[str, dict[str, dict[str, flo
     if entry not in configs:
         raise BratsInputError(f"unknown entry {entry!r}; known: {', '.join(configs)}")
     raw = yaml.safe_load(configs[entry].read_text()) or {}
-    reported = raw.get("reported") or {}
+    reported = dict(raw.get("reported") or {})
+    source = str(reported.pop("source", "UNCONFIRMED (no source given)"))
     for split, metrics in reported.items():
         if not isinstance(metrics, dict) or not all(
                 isinstance(v, dict) and set(v) <= set(REGION_ORDER) for v in metrics.values()):
             raise BratsInputError(f"{configs[entry]}: reported.{split} must map metric → "
                                   f"{{region: value}}")
-    return str(raw.get("release", "2017")), reported
+    return str(raw.get("release", "2017")), source, reported
 
 
 def reported_vs_reproduced(runs: dict[str, Run], means: pd.DataFrame, data: Path | None
@@ -249,13 +251,14 @@ def reported_vs_reproduced(runs: dict[str, Run], means: pd.DataFrame, data: Path
 
     Returns:
         Columns ``method, entry, metric, region, reproduced, ci_low, ci_high, n, published,
-        difference, published_on, reproduced_on``; empty when no run reproduces an entry.
+        difference, published_on, published_source, reproduced_on``; empty when no run
+        reproduces an entry.
     """
     rows = []
     for name, run in runs.items():
         if run.entry is None:
             continue
-        release, reported = reported_numbers(run.entry)
+        release, source, reported = reported_numbers(run.entry)
         where = ("cross-validation" if run.kind == "reproduce" or run.predictions is not None
                  and run.predictions.name == CV_PREDICTIONS else f"predictions in {run.path}")
         if data is not None:
@@ -275,10 +278,11 @@ def reported_vs_reproduced(runs: dict[str, Run], means: pd.DataFrame, data: Path
                                  "n": row["n"], "published": float(value),
                                  "difference": row["mean"] - float(value),
                                  "published_on": f"BraTS {release} {split} set",
+                                 "published_source": source,
                                  "reproduced_on": f"{where} ({row['n']} cases)"})
     return pd.DataFrame(rows, columns=["method", "entry", "metric", "region", "reproduced",
                                        "ci_low", "ci_high", "n", "published", "difference",
-                                       "published_on", "reproduced_on"])
+                                       "published_on", "published_source", "reproduced_on"])
 
 
 def case_grades(data: str | os.PathLike[str]) -> pd.Series:
@@ -413,18 +417,26 @@ def _score_maps(folder: Path, cases: list[Case], progress: bool) -> pd.DataFrame
 
 def member_tables(run: Run, data: str | os.PathLike[str], progress: bool = True
                   ) -> dict[str, pd.DataFrame]:
-    """For a ``brats ensemble`` output: each source's scores on ``data``, then the fused ones.
+    """For a ``brats ensemble`` output or a ``brats reproduce`` of several members (``mean``
+    rule): each member's scores on ``data``, then the fused ones.
 
     A run source was predicted into the ensemble's work folder (``<work>/<source>/predictions``,
     :mod:`brats.inference.fusion`) and those label files are scored; a source of probability maps
     is turned into labels (argmax, pasted back) and scored with :func:`brats.metrics.case_metrics`.
-    Other runs give an empty dict (``brats reproduce`` keeps no per-member cross-validation maps).
+    A reproduction's members are its own cross-validation predictions
+    (``cv_members/<member>/``, :data:`brats.reproduce.CV_MEMBERS`). Other runs give an empty dict.
 
     Returns:
-        Source name → metrics table, ending with ``"ensemble"`` → the run's own table.
+        Member name → metrics table, ending with ``"ensemble"`` → the run's own table.
     """
     from brats.inference.fusion import _source_names, is_run_source
+    from brats.reproduce import CV_MEMBERS
 
+    if run.kind == "reproduce" and (run.path / CV_MEMBERS).is_dir():
+        folders = sorted(p for p in (run.path / CV_MEMBERS).iterdir() if _has_niftis(p))
+        members = {p.name: read_metrics_frame(evaluate_folder(p, data, progress=progress), p)
+                   for p in folders}
+        return {**members, "ensemble": run.metrics} if members else {}
     if run.kind != "ensemble" or run.manifest is None:
         return {}
     sources = [Path(s) for s in run.manifest.get("sources", [])]
@@ -514,11 +526,8 @@ def compare(runs: dict[str, Run], data: str | os.PathLike[str] | None = None,
     if grades.empty:
         notes.append("no HGG/LGG breakdown: the dataset's layout does not give the grade")
     members = {name: member_tables(run, data, progress) for name, run in runs.items()
-               if data is not None and run.kind == "ensemble"}
-    if any(len(r.manifest["settings"].get("members", {})) > 1 for r in runs.values()
-           if r.kind == "reproduce" and r.manifest):
-        notes.append("brats reproduce keeps no per-member cross-validation predictions; compare "
-                     "members with the fused result through `brats ensemble` of the runs/ folders")
+               if data is not None and run.kind in ("ensemble", "reproduce")}
+    members = {name: tables_ for name, tables_ in members.items() if tables_}
     return Comparison(
         runs=runs, data=data, tables=tables, leaderboard=leaderboard(tables), means=means,
         tests=paired_tests(tables) if several else pd.DataFrame(),

@@ -5,6 +5,12 @@ The submission comes from the fold models (``submission_models: folds``) or, for
 authors trained their final models on every training case (``submission_models: all``), from
 one more run per member on every case (``runs/<member>/all``).
 
+After the cross-validation metrics, the post-processing of :mod:`brats.postprocess` is tuned on
+them (``postprocessing.json``) and scored as a second leaderboard row ``<entry>+pp``
+(``cv_predictions_pp/``, ``cv_metrics_pp.csv``); the submission stays as predicted unless
+``postprocess="tuned"`` (``--postprocess tuned``), which adds ``submission_pp/`` and
+``submission_pp.zip`` beside the plain one.
+
 The output folder's ``manifest.json`` records the settings. Every step skips what is already
 done, so re-running the same command resumes; re-running with other settings is refused unless
 ``overwrite`` (``--overwrite``), which redoes what the change affects.
@@ -41,6 +47,7 @@ from brats.manifest import (
     require_same,
     write_manifest,
 )
+from brats.postprocess import postprocess_folder, tune_reproduction
 from brats.preprocess.cache import prepare_dataset
 from brats.submission import require_valid_submission, submission_name, zip_submission
 from brats.training.splits import load_or_make_splits
@@ -55,6 +62,12 @@ def leaderboard_row(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
            for r in REGION_ORDER}
     return pd.DataFrame([row], index=pd.Index([name], name="method"))
 
+
+#: ``postprocess`` choices: the submission as predicted, or also post-processed by the tuned rule.
+POSTPROCESS = ("none", "tuned")
+
+#: Where ``brats reproduce`` keeps each member's own cross-validation predictions (``mean`` rule).
+CV_MEMBERS = "cv_members"
 
 #: Which models predict the submission (the entry config's ``submission_models``).
 SUBMISSION_MODELS = ("folds", "all")
@@ -108,6 +121,14 @@ def _run_name(fold: int | None) -> str:
     return "all" if fold is None else f"fold{fold}"
 
 
+def submission_runs(config: EntryConfig, runs: Path) -> list[Path]:
+    """The run folders (under a reproduction's ``runs/``) whose mean predicts new cases: every
+    fold model, or each member's model trained on every case (``submission_models``)."""
+    folds: list[int | None] = ([None] if config.submission_models == "all"
+                               else list(range(config.train.folds)))
+    return [runs / name / _run_name(fold) for fold in folds for name in config.member_names]
+
+
 def _cases(data_dir: str | os.PathLike[str], release: str, ids: list[str]) -> list[Case]:
     wanted = set(ids)
     return [c for c in discover(data_dir, release) if c.id in wanted]
@@ -117,12 +138,14 @@ def cross_validate(fold_runs: list[list[Path]], splits: list[dict[str, list[str]
                    data_dir: str | os.PathLike[str], release: str, cv_dir: Path,
                    checkpoint: str = "final", overrides: dict[str, Any] | None = None,
                    device: str | None = None, overwrite: bool = False,
-                   progress: bool = True) -> None:
+                   progress: bool = True, members_dir: Path | None = None) -> None:
     """Predict every fold's validation cases with that fold's runs into one folder.
 
     ``cv_dir`` gets a manifest (kind ``cross-validation``: every fold's members and cases);
     matching settings resume, other settings are an error unless ``overwrite`` (then the folder
-    is cleared of its own predictions and redone).
+    is cleared of its own predictions and redone). With ``members_dir`` (``mean`` rule) each
+    member's own cross-validation prediction also goes to ``members_dir/<member>/``, so that the
+    members can be scored beside their mean.
     """
     dev = select_device(device)
     members, paths = member_settings([r for runs in fold_runs for r in runs], checkpoint,
@@ -131,19 +154,22 @@ def cross_validate(fold_runs: list[list[Path]], splits: list[dict[str, list[str]
     settings = {"input": str(Path(data_dir).resolve()), "release": release,
                 "checkpoint": checkpoint, "members": members,
                 "folds": [split["val"] for split in splits]}
-    prepare_outputs({cv_dir: [submission_name(i) for i in all_ids]}, "cross-validation",
-                    settings, resume=True, overwrite=overwrite, runs=paths)
+    folders = {cv_dir: [submission_name(i) for i in all_ids]}
+    if members_dir is not None:
+        folders[members_dir] = sorted({r.parent.name for runs in fold_runs for r in runs})
+    prepare_outputs(folders, "cross-validation", settings, resume=True, overwrite=overwrite,
+                    runs=paths)
     for fold, (runs, split) in enumerate(zip(fold_runs, splits)):
         print(f"cross-validation predictions, fold {fold + 1}/{len(splits)}")
         predict_cases(runs, _cases(data_dir, release, split["val"]), cv_dir, None, dev,
-                      checkpoint, overrides, progress)
+                      checkpoint, overrides, progress, members_dir=members_dir)
 
 
 def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
               validation_dir: str | os.PathLike[str] | None = None, profile: str | None = None,
               overrides: dict[str, Any] | None = None, device: str | None = None, jobs: int = 1,
               checkpoint: str = "final", overwrite: bool = False,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, postprocess: str = "none") -> dict[str, Any]:
     """Run the whole reproduction of one entry; see the module docstring.
 
     ``out_dir/manifest.json`` (kind ``reproduce``) records :func:`reproduce_settings`. A re-run
@@ -156,9 +182,13 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
     Args:
         checkpoint: ``final`` (default, as the entries submitted) or ``best``
             (:func:`brats.inference.predictor.checkpoint_file`).
+        postprocess: ``none`` (default) or ``tuned``: also write the submission post-processed
+            by the rule tuned on the cross-validation (``submission_pp/``).
 
     Returns:
-        ``{"config", "metrics" (DataFrame), "row" (DataFrame), "submission" (Path or None)}``.
+        ``{"config", "metrics" (DataFrame), "row" (DataFrame), "submission" (Path or None),
+        "postprocessing" (the tuned rule), "metrics_pp", "row_pp", "submission_pp" (Path or
+        None)}``.
     """
     path = resolve_entry(entry)
     inference, training = split_overrides(overrides)
@@ -168,6 +198,9 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
                               + ", ".join(SUBMISSION_MODELS))
     if checkpoint not in CHECKPOINTS:
         raise BratsInputError(f"checkpoint {checkpoint!r}: expected one of {', '.join(CHECKPOINTS)}")
+    if postprocess not in POSTPROCESS:
+        raise BratsInputError(f"postprocess {postprocess!r}: expected one of "
+                              + ", ".join(POSTPROCESS))
     train_config = load_config(path, profile, training)
     out = Path(out_dir)
     _record(out, reproduce_settings(config, checkpoint, data_dir, validation_dir),
@@ -198,29 +231,42 @@ def reproduce(entry: str, data_dir: str | os.PathLike[str], out_dir: str | os.Pa
                     resume=True, progress=progress, member=name, overwrite=overwrite).fit()
     cv_dir = out / "cv_predictions"
     print(f"[{config.entry}] cross-validation predictions → {cv_dir}")
+    members_dir = (out / CV_MEMBERS
+                   if config.combine == "mean" and len(config.member_names) > 1 else None)
     cross_validate([[runs / name / f"fold{fold}" for name in config.member_names]
                     for fold in range(config.train.folds)], splits, data_dir, release, cv_dir,
-                   checkpoint, inference, device, overwrite, progress)
+                   checkpoint, inference, device, overwrite, progress, members_dir)
     metrics = evaluate_folder(cv_dir, data_dir, release=release, jobs=jobs, progress=progress)
     write_text(metrics.to_csv(index=False), out / "cv_metrics.csv")
-    submission = None
+    print(f"[{config.entry}] tune the post-processing on the cross-validation → "
+          f"{out / 'postprocessing.json'}")
+    rule, rule_file, metrics_pp = tune_reproduction(out, data_dir, release, jobs, progress)
+    submission = submission_pp = None
     if validation_dir is not None:
         sub_dir = out / "submission"
-        models = ([None] if config.submission_models == "all"
-                  else list(range(config.train.folds)))
-        print(f"[{config.entry}] predict {validation_dir} with "
-              f"{'the models trained on every case' if models == [None] else 'every fold model'}"
-              f" → {sub_dir}")
-        predict_folder([runs / name / _run_name(fold) for fold in models
-                        for name in config.member_names], validation_dir, sub_dir,
+        models = ("the models trained on every case" if config.submission_models == "all"
+                  else "every fold model")
+        print(f"[{config.entry}] predict {validation_dir} with {models} → {sub_dir}")
+        predict_folder(submission_runs(config, runs), validation_dir, sub_dir,
                        device=device, overrides=inference,
                        probabilities_dir=out / "probabilities", checkpoint=checkpoint,
                        resume=True, overwrite=overwrite, progress=progress)
         require_valid_submission(sub_dir, validation_dir, progress=progress)
         zip_path = out / "submission.zip"
         submission = zip_submission(sub_dir, zip_path, overwrite=True)
+        if postprocess == "tuned":
+            pp_dir = out / "submission_pp"
+            print(f"[{config.entry}] post-process the submission ({rule.describe()}) → {pp_dir}")
+            postprocess_folder(sub_dir, pp_dir, rule, rule_file, resume=True, overwrite=True,
+                               progress=progress)
+            require_valid_submission(pp_dir, validation_dir, progress=progress)
+            submission_pp = zip_submission(pp_dir, out / "submission_pp.zip", overwrite=True)
     row = leaderboard_row(metrics, config.entry)
-    write_text(to_markdown(row), out / "leaderboard_row.md")
-    print(f"[{config.entry}] cross-validation on {metrics['case'].nunique()} case(s):")
-    print(to_markdown(row), end="")
-    return {"config": config, "metrics": metrics, "row": row, "submission": submission}
+    row_pp = leaderboard_row(metrics_pp, f"{config.entry}+pp")
+    write_text(to_markdown(pd.concat([row, row_pp])), out / "leaderboard_row.md")
+    print(f"[{config.entry}] cross-validation on {metrics['case'].nunique()} case(s), plain and "
+          f"post-processed ({rule.describe()}):")
+    print(to_markdown(pd.concat([row, row_pp])), end="")
+    return {"config": config, "metrics": metrics, "row": row, "submission": submission,
+            "postprocessing": rule, "metrics_pp": metrics_pp, "row_pp": row_pp,
+            "submission_pp": submission_pp}

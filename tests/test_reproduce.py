@@ -105,9 +105,68 @@ def test_reproduce_emma_quick_end_to_end(datasets: tuple[Path, Path], tmp_path: 
     metrics = pd.read_csv(out / "cv_metrics.csv")
     assert metrics["case"].nunique() == 4
     assert (out / "submission.zip").is_file()
+    # each member's own cross-validation predictions, scored beside the mean by brats compare
+    from brats.report import load_run, member_tables
+
+    cases = sorted(p.name for p in (out / "cv_predictions").glob("*.nii.gz"))
+    differs = []
+    for member in ("deepmedic", "fcn_ce_uniform", "unet_ce_uniform"):
+        assert sorted(p.name for p in (out / "cv_members" / member).glob("*.nii.gz")) == cases
+        differs += [not np.array_equal(np.asanyarray(nib.load(out / "cv_members" / member / c)
+                                                     .dataobj),
+                                       np.asanyarray(nib.load(out / "cv_predictions" / c).dataobj))
+                    for c in cases]
+    assert any(differs)  # the members' own maps, not copies of the mean
+    tables = member_tables(load_run(out, train, progress=False), train, progress=False)
+    assert list(tables) == ["deepmedic", "fcn_ce_uniform", "unet_ce_uniform", "ensemble"]
+    assert all(len(t) == 12 for t in tables.values())
     fused = tmp_path / "fused"
     assert main(["ensemble", str(out / "probabilities"), str(out / "runs" / "deepmedic"),
                  "--input", str(val), "--output", str(fused), "--weights", "2", "1",
                  "--no-progress"]) == 0
     assert len(list(fused.glob("*.nii.gz"))) == 2
     assert len(list((tmp_path / "fused_members" / "deepmedic" / "probabilities").glob("*.npz"))) == 2
+
+
+def test_reproduce_and_predict_with_tuned_postprocessing(
+        datasets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from brats.postprocess import apply_rule, read_rule
+
+    train, val = datasets
+    out = tmp_path / "isensee"
+    assert main(["reproduce", "isensee2017", "--data", str(train), "--validation", str(val),
+                 "--out", str(out), "--profile", "quick", "--postprocess", "tuned",
+                 "--no-progress", *TINY]) == 0
+    assert "| isensee2017+pp |" in capsys.readouterr().out
+    rule = read_rule(out / "postprocessing.json")
+    tuned = read_manifest(out / "cv_predictions_pp")
+    assert tuned["kind"] == "postprocess" and tuned["settings"]["rule"] == rule.to_dict()
+    rows = (out / "leaderboard_row.md").read_text().splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| isensee2017", "| isensee2017+pp"]
+    assert pd.read_csv(out / "cv_metrics_pp.csv")["case"].nunique() == 4
+    names = ["Brats17_SYNVAL_001_1.nii.gz", "Brats17_SYNVAL_002_1.nii.gz"]
+    assert sorted(p.name for p in (out / "submission_pp").glob("*.nii.gz")) == names
+    assert (out / "submission_pp.zip").is_file() and (out / "submission.zip").is_file()
+    for name in names:  # submission_pp is the plain submission post-processed
+        plain = np.asanyarray(nib.load(out / "submission" / name).dataobj)
+        pp = np.asanyarray(nib.load(out / "submission_pp" / name).dataobj)
+        assert np.array_equal(pp, apply_rule(plain, rule))
+    preds = tmp_path / "preds"
+    assert main(["predict", str(out / "runs" / "model" / "fold0"), "--input", str(val),
+                 "--output", str(preds), "--tta", "1", "--postprocess", "tuned",
+                 "--no-progress"]) == 0
+    assert read_manifest(preds)["settings"]["postprocess"] == rule.to_dict()
+    assert main(["predict", str(out / "runs" / "model" / "fold0"), "--input", str(val),
+                 "--output", str(tmp_path / "plain"), "--tta", "1", "--no-progress"]) == 0
+    assert "postprocess" not in read_manifest(tmp_path / "plain")["settings"]
+    for name in names:
+        plain = np.asanyarray(nib.load(tmp_path / "plain" / name).dataobj)
+        assert np.array_equal(np.asanyarray(nib.load(preds / name).dataobj),
+                              apply_rule(plain, rule))
+    assert main(["predict", str(out / "runs" / "model" / "fold0"), "--input", str(val),
+                 "--output", str(tmp_path / "p2"), "--postprocess-rule",
+                 str(out / "postprocessing.json"), "--no-progress"]) == 2
+    assert "--postprocess-rule needs --postprocess tuned" in capsys.readouterr().err
+    assert main(["leaderboard", str(out), "--no-progress"]) == 0
+    board = capsys.readouterr().out
+    assert "| isensee |" in board and "| isensee+pp |" in board

@@ -20,8 +20,9 @@ from brats.data.layouts import discover
 from brats.errors import BratsInputError
 from brats.inference.combine import MeanAccumulator, probabilities_to_labels, save_probabilities
 from brats.inference.tta import predict_with_tta
-from brats.manifest import file_fingerprint, prepare_outputs, remove_unused
+from brats.manifest import file_fingerprint, prepare_outputs, read_manifest, remove_unused
 from brats.nets import build_network
+from brats.postprocess import PostprocessRule, apply_rule
 from brats.preprocess.crop import Box, bounding_box, brain_mask, crop, paste_back
 from brats.preprocess.normalize import zscore
 from brats.submission import submission_name, write_submission
@@ -144,6 +145,13 @@ def _inference(state: dict[str, Any], overrides: dict[str, Any] | None) -> Infer
                      "inference")
 
 
+def _member_name(run: Path) -> str:
+    """The member a run folder trained (its manifest's ``member``; else the folder name)."""
+    manifest = read_manifest(run)
+    member = None if manifest is None else manifest.get("settings", {}).get("member")
+    return str(member) if member else Path(run).name
+
+
 def _name(state: dict[str, Any]) -> str:
     return f"{state['member']}/fold{state['fold']}" if state["fold"] is not None else state["member"]
 
@@ -202,10 +210,12 @@ def preprocess(data: CaseData) -> tuple[np.ndarray, Box]:
 
 
 def predict_cropped(members: list[Member], image: np.ndarray, device: torch.device,
-                    progress: bool = False, moments: RegionMoments | None = None) -> np.ndarray:
+                    progress: bool = False, moments: RegionMoments | None = None,
+                    on_member: Callable[[Member, np.ndarray], None] | None = None) -> np.ndarray:
     """Mean class probabilities (4, x, y, z) of all members on a preprocessed crop.
 
-    With ``moments``, every TTA sample of every member is also added to it (same mean).
+    With ``moments``, every TTA sample of every member is also added to it (same mean);
+    ``on_member`` sees each member's own (4, x, y, z) probabilities.
     """
     accumulator = MeanAccumulator()
     for member in members:
@@ -223,6 +233,8 @@ def predict_cropped(members: list[Member], image: np.ndarray, device: torch.devi
             margin=tuple(member.config["data"].get("output_crop", (0, 0, 0))), device=device,
             amp_dtype=amp, progress=progress,
             on_sample=None if moments is None else moments.add)
+        if on_member is not None:
+            on_member(member, probs)
         accumulator.add(probs)
     return accumulator.mean()
 
@@ -266,23 +278,30 @@ def combine_rule(members: list[Member]) -> str:
 
 
 def predict_case(members: list[Member], case: Case, device: torch.device,
-                 moments: RegionMoments | None = None
+                 moments: RegionMoments | None = None,
+                 on_member: Callable[[Member, np.ndarray], None] | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None, Box]:
     """Predict one case: ``(labels (X, Y, Z) uint8 canonical, probabilities (4, x, y, z) in the
-    brain box or None, box)``. ``moments`` (``mean`` rule only) collects the samples' region
-    probabilities for uncertainty maps (:mod:`brats.uncertainty`)."""
+    brain box or None, box)``. ``mean`` rule only: ``moments`` collects the samples' region
+    probabilities for uncertainty maps (:mod:`brats.uncertainty`), and ``on_member`` receives
+    each member's own label map (X, Y, Z) uint8 canonical, to score members beside the mean."""
     data = case.load(with_labels=False)
     image, box = preprocess(data)
     rule = combine_rule(members)
-    if moments is None:
+    shape = data.image.shape[1:]
+    if moments is None and on_member is None:
         crop_labels, probs = CASE_PREDICTORS[rule](members, image, data.spacing, device)
     elif rule == "mean":
-        probs = predict_cropped(members, image, device, moments=moments)
+        def member_labels(member: Member, member_probs: np.ndarray) -> None:
+            on_member(member, paste_back(probabilities_to_labels(member_probs), box, shape))
+
+        probs = predict_cropped(members, image, device, moments=moments,
+                                on_member=None if on_member is None else member_labels)
         crop_labels = probabilities_to_labels(probs)
     else:
-        raise BratsInputError(f"uncertainty maps need the mean rule; the {rule!r} rule keeps no "
-                              "per-sample region probabilities")
-    return paste_back(crop_labels, box, data.image.shape[1:]), probs, box
+        raise BratsInputError(f"uncertainty maps and member outputs need the mean rule; the "
+                              f"{rule!r} rule keeps no per-sample probabilities")
+    return paste_back(crop_labels, box, shape), probs, box
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -316,22 +335,35 @@ def predict_cases(runs: list[Path], cases: list[Case], output_dir: Path,
                   probabilities_dir: Path | None, device: torch.device, which: str = "final",
                   overrides: dict[str, Any] | None = None, progress: bool = True, *,
                   uncertainty_dir: Path | None = None, measure: str = "entropy",
-                  load: Callable[[], list[Member]] | None = None) -> list[Path]:
-    """Predict the cases that lack their prediction (or probability map or uncertainty maps,
-    when asked) with the mean of ``runs``; the others are left alone. Returns every case's
-    prediction file.
+                  load: Callable[[], list[Member]] | None = None,
+                  postprocess: PostprocessRule | None = None,
+                  members_dir: Path | None = None) -> list[Path]:
+    """Predict the cases that lack their prediction (or probability map, uncertainty maps or
+    member predictions, when asked) with the mean of ``runs``; the others are left alone.
+    Returns every case's prediction file.
 
     Args:
         uncertainty_dir: also write the three QU-BraTS uncertainty maps of each case there
             (:mod:`brats.uncertainty`; ``measure`` ``entropy`` or ``std``).
         load: builds the members instead of loading ``runs`` (e.g. from a model package).
+        postprocess: a tuned rule (:mod:`brats.postprocess`) applied to each label map before
+            it is written (probabilities and uncertainty maps are left as predicted).
+        members_dir: also write each member's own prediction to ``members_dir/<member>/``
+            (``mean`` rule; the members are named by the runs' ``member``).
     """
+    names = [_member_name(r) for r in runs] if members_dir is not None else []
+    if len(set(names)) != len(names) or (members_dir is not None and load is not None):
+        raise BratsInputError("member outputs need runs of distinct members "
+                              f"(got {', '.join(names) or 'a model package'})")
+
     def done(case: Case) -> bool:
         return (output_dir / submission_name(case.id)).is_file() and (
             probabilities_dir is None
             or (probabilities_dir / f"{case.id}{PROBABILITIES_SUFFIX}").is_file()) and (
             uncertainty_dir is None
-            or all((uncertainty_dir / n).is_file() for n in uncertainty_names(case.id)))
+            or all((uncertainty_dir / n).is_file() for n in uncertainty_names(case.id))) and (
+            members_dir is None
+            or all((members_dir / n / submission_name(case.id)).is_file() for n in names))
 
     todo = [c for c in cases if not done(c)]
     if not todo:
@@ -342,7 +374,14 @@ def predict_cases(runs: list[Path], cases: list[Case], output_dir: Path,
         members = [load_member(r, device, which, overrides) for r in runs]
     for case in tqdm(todo, desc="predict", unit="case", disable=not progress):
         moments = None if uncertainty_dir is None else RegionMoments()
-        labels, probs, box = predict_case(members, case, device, moments)
+
+        def write_member(member: Member, member_labels: np.ndarray, case: Case = case) -> None:
+            write_submission(member_labels, case.images[0],
+                             members_dir / names[members.index(member)] / submission_name(case.id),
+                             release=case.release, overwrite=True)
+
+        labels, probs, box = predict_case(members, case, device, moments,
+                                          None if members_dir is None else write_member)
         if moments is not None and uncertainty_dir is not None:
             write_uncertainty(uncertainty_maps(moments, measure), box, labels.shape,
                               case.images[0], uncertainty_dir, case.id)
@@ -351,6 +390,8 @@ def predict_cases(runs: list[Path], cases: list[Case], output_dir: Path,
                                {"case_id": case.id, "box": [list(b) for b in box],
                                 "shape": list(labels.shape),
                                 "members": [m.name for m in members]})
+        if postprocess is not None:
+            labels = apply_rule(labels, postprocess)
         write_submission(labels, case.images[0], output_dir / submission_name(case.id),
                          release=case.release, overwrite=True)
     return [output_dir / submission_name(c.id) for c in cases]
@@ -364,7 +405,8 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
                    checkpoint: str = "final", resume: bool = False, overwrite: bool = False,
                    progress: bool = True, uncertainty_dir: str | os.PathLike[str] | None = None,
                    uncertainty_measure: str = "entropy",
-                   model: str | os.PathLike[str] | None = None) -> list[Path]:
+                   model: str | os.PathLike[str] | None = None,
+                   postprocess: PostprocessRule | None = None) -> list[Path]:
     """Predict every case of a dataset folder with the mean of the given runs.
 
     The output folder (and ``probabilities_dir``) gets a ``manifest.json`` (kind ``predict``):
@@ -384,6 +426,8 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
         uncertainty_dir: also write each case's QU-BraTS uncertainty maps there
             (:mod:`brats.uncertainty`, ``uncertainty_measure`` ``entropy`` or ``std``).
         model: a model package (:mod:`brats.package`) to predict with instead of ``runs``.
+        postprocess: a tuned post-processing rule for the label maps (recorded in the
+            manifest as ``postprocess``); None (default) writes them as predicted.
 
     Returns:
         The prediction files of this shard (new and already present).
@@ -422,13 +466,15 @@ def predict_folder(runs: list[str | os.PathLike[str]], input_dir: str | os.PathL
                 "probabilities": None if probs is None else str(probs.resolve())}
     if unc is not None:
         settings["uncertainty"] = {"folder": str(unc.resolve()), "measure": uncertainty_measure}
+    if postprocess is not None:
+        settings["postprocess"] = postprocess.to_dict()
     folders = output_files(out, probs, all_cases, unc)
     new = [f for f in folders if not f.exists()]
     prepare_outputs(folders, "predict", settings, resume=resume, overwrite=overwrite, runs=paths)
     try:
         return predict_cases(run_paths, all_cases[k - 1::n], out, probs, dev, checkpoint,
                              overrides, progress, uncertainty_dir=unc, measure=uncertainty_measure,
-                             load=load)
+                             load=load, postprocess=postprocess)
     except BaseException:
         remove_unused(new)  # a failed prediction leaves no folder it created and left empty
         raise

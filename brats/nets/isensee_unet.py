@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from brats.errors import BratsInputError
 from brats.nets.blocks import (
     ConvNormAct,
     LocalizationModule,
@@ -124,9 +127,13 @@ class IsenseeUNet(nn.Module):
         spatial = tuple(int(s) for s in x.shape[2:])
         if any(s % self.divisor for s in spatial):
             padded = tuple(-(-s // self.divisor) * self.divisor for s in spatial)
-            raise ValueError(
+            raise BratsInputError(
                 f"IsenseeUNet needs every spatial size divisible by {self.divisor}, got {spatial}; "
                 f"pad the input to e.g. {padded}")
+        if math.prod(s // self.divisor for s in spatial) < 2:
+            raise BratsInputError(
+                f"IsenseeUNet input {spatial} is too small: instance norm at the 1/{self.divisor} "
+                f"level needs at least 2 voxels (e.g. {2 * self.divisor} along one axis)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, X, Y, Z) image → (B, num_classes, X, Y, Z) logits (X, Y, Z multiples of 16)."""

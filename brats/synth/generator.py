@@ -135,12 +135,15 @@ def _write_one(out_dir: str, release: str, index: int, seed: int, shape: tuple[i
 
 def generate_dataset(out_dir: str | os.PathLike[str], cases: int, seed: int = 0,
                      release: str = "2017", shape: Sequence[int] = BRATS_SHAPE,
-                     with_seg: bool = True, jobs: int = 1, progress: bool = True) -> list[str]:
+                     with_seg: bool = True, jobs: int = 1, progress: bool = True,
+                     first: int = 0) -> list[str]:
     """Write ``cases`` synthetic cases in ``release``'s on-disk layout.
 
-    Case ``i`` is ``synth_case(SeedSequence([seed, i, with_seg]), shape)``, so the data do not
-    depend on ``jobs``. Training cases (``with_seg``) carry a segmentation and, for 2017–2019,
-    sit in ``HGG/``/``LGG/``; validation cases have no segmentation and their own ids.
+    Case ``i`` (``first`` … ``first + cases − 1``) is ``synth_case(SeedSequence([seed, i,
+    with_seg]), shape)``, so the data do not depend on ``jobs``, and ``first`` continues a split
+    with new cases (e.g. labelled held-out cases after the training cases). Training cases
+    (``with_seg``) carry a segmentation and, for 2017–2019, sit in ``HGG/``/``LGG/``;
+    validation cases have no segmentation and their own ids.
 
     Args:
         out_dir: output folder; must not exist or be empty.
@@ -151,6 +154,7 @@ def generate_dataset(out_dir: str | os.PathLike[str], cases: int, seed: int = 0,
         with_seg: training split with labels (True) or validation split without (False).
         jobs: worker processes (1: in this process).
         progress: show a tqdm progress bar.
+        first: index of the first case (≥ 0).
 
     Returns:
         The case ids written, in case order.
@@ -167,6 +171,8 @@ def generate_dataset(out_dir: str | os.PathLike[str], cases: int, seed: int = 0,
         raise BratsInputError(f"cases={cases}: need at least one case")
     if int(jobs) < 1:
         raise BratsInputError(f"jobs={jobs}: need at least one worker")
+    if int(first) < 0:
+        raise BratsInputError(f"first={first}: need a case index >= 0")
     as_seed_sequence(seed)  # validates the seed
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
@@ -179,12 +185,12 @@ def generate_dataset(out_dir: str | os.PathLike[str], cases: int, seed: int = 0,
     with tqdm(total=n, disable=not progress, desc=f"synth {rel.name}", unit="case") as bar:
         if jobs == 1:
             for i in range(n):
-                ids[i] = _write_one(str(root), rel.name, i, seed, dims, with_seg)
+                ids[i] = _write_one(str(root), rel.name, first + i, seed, dims, with_seg)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=min(int(jobs), n)) as pool:
-                futures = {pool.submit(_write_one, str(root), rel.name, i, seed, dims, with_seg): i
-                           for i in range(n)}
+                futures = {pool.submit(_write_one, str(root), rel.name, first + i, seed, dims,
+                                       with_seg): i for i in range(n)}
                 for fut in as_completed(futures):
                     ids[futures[fut]] = fut.result()
                     bar.update()

@@ -19,6 +19,19 @@ def test_configs_dir_is_the_checkouts_submissions_folder() -> None:
                                for name in ("isensee2017", "kamnitsas2017", "wang2017")}
 
 
+def test_a_submissions_folder_in_the_working_directory_does_not_hide_the_entries(
+        tmp_path: Path) -> None:
+    """``python -m brats`` puts the working directory first on sys.path; the demo's output holds a
+    ``submissions/`` folder, which must not shadow the installed entry configs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "submissions" / "isensee2017").mkdir(parents=True)
+    found = subprocess.run([sys.executable, "-m", "brats", "entries"], cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout
+    assert all(name in found for name in ("isensee2017", "kamnitsas2017", "wang2017"))
+
+
 def test_resolve_entry_by_name_and_by_path(tmp_path: Path) -> None:
     assert resolve_entry("wang2017") == SUBMISSIONS / "wang2017.yaml"
     own = tmp_path / "mine.yml"

@@ -145,6 +145,7 @@ def test_output_shape_small(net, shape) -> None:
 
 @pytest.mark.parametrize("shape, match", [
     ((1, 4, 32, 32, 40), r"divisible by 16, got \(32, 32, 40\); pad the input to e.g. \(32, 32, 48\)"),
+    ((1, 4, 16, 16, 16), r"input \(16, 16, 16\) is too small: .* at least 2 voxels"),
     ((1, 3, 32, 32, 32), r"expects \(B, 4, X, Y, Z\)"),
     ((4, 32, 32, 32), r"expects \(B, 4, X, Y, Z\)"),
 ])

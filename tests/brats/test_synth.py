@@ -221,6 +221,21 @@ def test_2017_validation_layout_has_no_seg(tmp_path) -> None:
     assert not (root / "HGG").exists() and not (root / "LGG").exists()
 
 
+def test_first_continues_a_split_with_new_cases(tmp_path) -> None:
+    """``first=2`` writes exactly the third case of the same seed (id and data), so labelled
+    held-out cases can follow the training cases without repeating one."""
+    whole = generate_dataset(tmp_path / "whole", cases=3, seed=3, release="2023", shape=TINY,
+                             progress=False)
+    later = generate_dataset(tmp_path / "later", cases=1, seed=3, release="2023", shape=TINY,
+                             progress=False, first=2)
+    assert later == whole[2:] == ["BraTS-GLI-00003-000"]
+    a, _, _ = _load(tmp_path / "whole" / later[0] / f"{later[0]}-seg.nii.gz")
+    b, _, _ = _load(tmp_path / "later" / later[0] / f"{later[0]}-seg.nii.gz")
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(BratsInputError, match="first=-1"):
+        generate_dataset(tmp_path / "bad", cases=1, first=-1, shape=TINY, progress=False)
+
+
 def test_2023_layout_and_jobs_independence(tmp_path) -> None:
     one = generate_dataset(tmp_path / "one", cases=2, seed=3, release="2023", shape=TINY,
                            progress=False)

@@ -526,6 +526,16 @@ ARGUMENT_ATTACKS = [
                                            "--out", str(e.ws / "c"), "--boot", "0"], "positive"),
     Attack("export-missing-run", lambda e: ["export", str(e.ws / "absent"), "--out",
                                             str(e.ws / "m.zip")], "absent"),
+    Attack("postprocess-tune-missing-folder",
+           lambda e: ["postprocess", "tune", str(e.ws / "absent"), "--data", str(e.s.data)],
+           "prediction folder not found"),
+    Attack("postprocess-tune-negative-threshold",
+           lambda e: ["postprocess", "tune", str(e.s.preds), "--data", str(e.s.data),
+                      "--thresholds", "-5"], "expected integers"),
+    Attack("postprocess-apply-corrupt-rule",
+           lambda e: ["postprocess", "apply", str(e.s.preds), "--rule",
+                      str(e.file("rule.json", "{not json")), "--output", str(e.ws / "o")],
+           "cannot read the rule file"),
 ]
 
 
