@@ -12,6 +12,7 @@ import gzip
 import os
 import shutil
 import struct
+import subprocess
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from tests.redteam.conftest import Session
 
@@ -60,7 +62,7 @@ class Attack:
     build: Callable[[Env], list[str]]
     expect: str
     code: int = 2
-    needs_non_root: bool = False
+    read_only: bool = False
 
 
 # --- byte-level damage of one NIfTI file ------------------------------------------------------
@@ -569,32 +571,47 @@ def _demo_with_user_data(env: Env) -> list[str]:
 
 # --- the file system ---------------------------------------------------------------------------
 
+#: The reason a write into :func:`_read_only`'s folder fails.
+READ_ONLY = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+#: Read-only mounts made by :func:`_read_only` (as root), unmounted by the test after each case.
+MOUNTS: list[Path] = []
+
+
 def _read_only(env: Env) -> Path:
+    """A folder the command cannot write into: mode 0555, or, as root (whom modes do not stop),
+    a read-only tmpfs mounted on it."""
     folder = env.ws / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
+                                  str(folder)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip("runs as root and cannot mount a read-only tmpfs here")
+        MOUNTS.append(folder)
+    else:
+        folder.chmod(0o555)
     return folder
 
 
 FILESYSTEM_ATTACKS = [
     Attack("read-only-show", lambda e: ["show", str(e.s.case_dirs[0]), "--out",
-                                        str(_read_only(e) / "f.png")], "Permission denied",
-           needs_non_root=True),
+                                        str(_read_only(e) / "f.png")], READ_ONLY,
+           read_only=True),
     Attack("read-only-evaluate", lambda e: ["evaluate", str(e.s.preds), str(e.s.data), "--out",
-                                            str(_read_only(e) / "m.csv")], "Permission denied",
-           needs_non_root=True),
+                                            str(_read_only(e) / "m.csv")], READ_ONLY,
+           read_only=True),
     Attack("read-only-prepare", lambda e: ["prepare", str(e.s.data), "--out",
-                                           str(_read_only(e) / "c")], "Permission denied",
-           needs_non_root=True),
+                                           str(_read_only(e) / "c")], READ_ONLY,
+           read_only=True),
     Attack("read-only-synth", lambda e: ["synth", str(_read_only(e) / "d"), "--cases", "1",
-                                         "--shape", "16", "16", "16"], "Permission denied",
-           needs_non_root=True),
+                                         "--shape", "16", "16", "16"], READ_ONLY,
+           read_only=True),
     Attack("read-only-leaderboard", lambda e: ["leaderboard", str(e.s.metrics), "--csv",
-                                               str(_read_only(e) / "b.csv")], "Permission denied",
-           needs_non_root=True),
+                                               str(_read_only(e) / "b.csv")], READ_ONLY,
+           read_only=True),
     Attack("read-only-train", lambda e: ["train", "isensee2017", "--data", str(e.s.cache),
                                          "--out", str(_read_only(e) / "run"), *TRAIN_FAST],
-           "Permission denied", needs_non_root=True),
+           READ_ONLY, read_only=True),
 ]
 
 ATTACKS: list[Attack] = [*_corruption_attacks(), *_cache_attacks(), *_checkpoint_attacks(),

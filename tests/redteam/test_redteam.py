@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from brats.cli import main
-from tests.redteam.cases import ATTACKS, Attack, Env
+from tests.redteam.cases import ATTACKS, MOUNTS, Attack, Env
 from tests.redteam.conftest import Session
 
 
@@ -37,16 +37,16 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
 def test_attack(attack: Attack, session: Session, tmp_path: Path) -> None:
-    if attack.needs_non_root and os.geteuid() == 0:
-        pytest.skip("runs as root, where chmod does not restrict writing")
     shared = checksums(session.root)
     ws = tmp_path / "ws"
     ws.mkdir()
-    args = attack.build(Env(session, ws))
-    before = checksums(ws)
     try:
+        args = attack.build(Env(session, ws))
+        before = checksums(ws)
         code, out, err = run_cli(args)
     finally:
+        while MOUNTS:
+            subprocess.run(["umount", str(MOUNTS.pop())], check=False)
         for folder in ws.rglob("*"):
             if folder.is_dir():
                 folder.chmod(0o755)
