@@ -165,11 +165,11 @@ def run_demo(out: Path, progress: bool = True, submissions: Path | None = None) 
         configs[entry] = result["config"]
         archive = publish_submission(result["submission"].with_suffix(""), submissions / entry, val)
         print(f"  submission (validated): {submissions / entry}/ and {archive}")
-    print(f"[{total - 2}/{total}] brats export {PACKAGED_ENTRY} → model package; brats predict "
+    print(f"[{total - 3}/{total}] brats export {PACKAGED_ENTRY} → model package; brats predict "
           "--model … --uncertainty on the validation cases")
     package, maps = package_and_uncertainty(out, PACKAGED_ENTRY, val, progress)
     print(f"  {package}\n  {maps}/ (<case>.nii.gz and <case>_unc_whole/_core/_enhance.nii.gz)")
-    print(f"[{total - 1}/{total}] leaderboard (cross-validation on the synthetic training cases; "
+    print(f"[{total - 2}/{total}] leaderboard (cross-validation on the synthetic training cases; "
           "+pp: with the post-processing tuned on it)")
     tables = load_tables([out / entry for entry in ENTRIES], list(ENTRIES))
     board = leaderboard(tables)

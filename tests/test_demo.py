@@ -32,7 +32,9 @@ def test_demo_tiny_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     out = tmp_path / "demo"
     demo.run_demo(out, progress=False)
     printed = capsys.readouterr().out
-    assert "[6/6] figures" in printed
+    steps = [line.split("]")[0] + "]" for line in printed.splitlines()
+             if line.startswith("[") and line[1].isdigit()]
+    assert steps == [f"[{k}/6]" for k in range(1, 7)], steps
     held_out = sorted(p.name for p in (out / "isensee2017" / "held_out").glob("*.nii.gz"))
     assert held_out == ["Brats17_SYN_005_1.nii.gz", "Brats17_SYN_006_1.nii.gz"]  # after training
     held_board = (out / "leaderboard_held_out.md").read_text().splitlines()
