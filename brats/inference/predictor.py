@@ -248,13 +248,16 @@ def full_grid(probs: np.ndarray, box: Box, shape: tuple[int, int, int]) -> np.nd
 
 
 def predict_mean(members: list[Member], image: np.ndarray, spacing: tuple[float, float, float],
-                 device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """The ``mean`` rule: average the members' class probabilities, then argmax.
+                 device: torch.device, moments: RegionMoments | None = None,
+                 on_member: Callable[[Member, np.ndarray], None] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``mean`` rule: average the members' class probabilities, then argmax
+    (``moments``, ``on_member``: see :func:`predict_cropped`).
 
     Returns:
         ``(labels (x, y, z) uint8 canonical, probabilities (4, x, y, z))`` on the crop.
     """
-    probs = predict_cropped(members, image, device)
+    probs = predict_cropped(members, image, device, moments=moments, on_member=on_member)
     return probabilities_to_labels(probs), probs
 
 
@@ -289,18 +292,18 @@ def predict_case(members: list[Member], case: Case, device: torch.device,
     image, box = preprocess(data)
     rule = combine_rule(members)
     shape = data.image.shape[1:]
-    if moments is None and on_member is None:
-        crop_labels, probs = CASE_PREDICTORS[rule](members, image, data.spacing, device)
-    elif rule == "mean":
+    extras: dict[str, Any] = {}
+    if moments is not None:
+        extras["moments"] = moments
+    if on_member is not None:
         def member_labels(member: Member, member_probs: np.ndarray) -> None:
             on_member(member, paste_back(probabilities_to_labels(member_probs), box, shape))
 
-        probs = predict_cropped(members, image, device, moments=moments,
-                                on_member=None if on_member is None else member_labels)
-        crop_labels = probabilities_to_labels(probs)
-    else:
+        extras["on_member"] = member_labels
+    if extras and rule != "mean":
         raise BratsInputError(f"uncertainty maps and member outputs need the mean rule; the "
                               f"{rule!r} rule keeps no per-sample probabilities")
+    crop_labels, probs = CASE_PREDICTORS[rule](members, image, data.spacing, device, **extras)
     return paste_back(crop_labels, box, shape), probs, box
 
 

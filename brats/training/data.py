@@ -248,17 +248,12 @@ class PatchDataset(Dataset):
         if self.validation:
             epoch = 0
         rng = np.random.default_rng([self.seed, epoch, self.rank, index, int(self.validation)])
-        if self.batched:
-            for _ in range(MAX_REDRAWS):
-                drawn = [self._draw(rng, epoch) for _ in range(self.batch_size)]
-                if not self.require_foreground or any(fg for _, fg in drawn):
-                    break
-            return self._collate([item for item, _ in drawn])
-        for _ in range(MAX_REDRAWS):
-            item, foreground = self._draw(rng, epoch)
-            if not self.require_foreground or foreground:
+        for _ in range(MAX_REDRAWS):  # an item is one patch, or a whole batch (redraw="batch")
+            drawn = [self._draw(rng, epoch) for _ in range(self.batch_size)]
+            if not self.require_foreground or any(fg for _, fg in drawn):
                 break
-        return item
+        items = [item for item, _ in drawn]
+        return self._collate(items) if self.batched else items[0]
 
     def to_device(self, batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Finish a loader batch on the training device.
