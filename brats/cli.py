@@ -425,15 +425,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
                             work_dir=work, release=args.release, device=args.device,
                             checkpoint=args.checkpoint, overrides=overrides,
                             resume=args.resume, overwrite=args.overwrite,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, uncertainty_dir=uncertainty,
+                            uncertainty_measure=args.uncertainty_measure)
     if uncertainty:
-        from brats.uncertainty import ensemble_uncertainty
-
-        maps = ensemble_uncertainty(sources, args.input, args.output, uncertainty,
-                                    weights=args.weights, work_dir=work, release=args.release,
-                                    measure=args.uncertainty_measure, resume=args.resume,
-                                    overwrite=args.overwrite, progress=not args.no_progress)
-        print(f"{len(maps)} uncertainty map(s) in {uncertainty}")
+        print(f"{3 * len(paths)} uncertainty map(s) in {uncertainty}")
     print(f"{len(paths)} ensemble prediction(s) of {len(sources)} source(s) in {args.output}")
     return 0
 

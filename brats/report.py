@@ -429,7 +429,7 @@ def member_tables(run: Run, data: str | os.PathLike[str], progress: bool = True
     Returns:
         Member name → metrics table, ending with ``"ensemble"`` → the run's own table.
     """
-    from brats.inference.fusion import _source_names, is_run_source
+    from brats.inference.fusion import is_run_source, source_names
     from brats.reproduce import CV_MEMBERS
 
     if run.kind == "reproduce" and (run.path / CV_MEMBERS).is_dir():
@@ -443,7 +443,7 @@ def member_tables(run: Run, data: str | os.PathLike[str], progress: bool = True
     work = Path(run.manifest.get("work", ""))
     cases = [c for c in discover(data) if c.id in set(run.metrics["case"])]
     out: dict[str, pd.DataFrame] = {}
-    for name, source in zip(_source_names(sources), sources):
+    for name, source in zip(source_names(sources), sources):
         predictions = work / name / "predictions"
         if is_run_source(source):
             if not _has_niftis(predictions):

@@ -47,11 +47,7 @@ from brats.data.layouts import discover
 from brats.data.nifti import read_nifti, write_nifti
 from brats.errors import BratsInputError
 from brats.evaluation import match_predictions, read_labels
-from brats.inference.combine import (
-    REGION_ORDER,
-    class_probabilities_to_regions,
-    load_probabilities,
-)
+from brats.inference.combine import REGION_ORDER, class_probabilities_to_regions
 from brats.preprocess.crop import Box, brain_mask
 
 #: Region → file name suffix of its uncertainty map (before ``.nii.gz``).
@@ -190,20 +186,6 @@ def write_uncertainty(maps: np.ndarray, box: Box, shape: tuple[int, ...],
     return paths
 
 
-def source_moments(files: list[Path], weights: list[float]) -> tuple[RegionMoments, dict]:
-    """Moments of saved ``<case>_probabilities.npz`` maps (one per ensemble source), weighted,
-    and the first map's meta (``box``, ``shape``), loading one map at a time."""
-    moments, first = RegionMoments(), None
-    for path, weight in zip(files, weights):
-        probs, meta = load_probabilities(path)
-        first = meta if first is None else first
-        if meta.get("box") != first.get("box"):
-            raise BratsInputError(f"{path}: brain box {meta.get('box')} differs from "
-                                  f"{files[0]}'s {first.get('box')}")
-        moments.add(probs, weight)
-    return moments, first or {}
-
-
 def thresholds(points: int = DEFAULT_POINTS) -> np.ndarray:
     """``points + 1`` uncertainty thresholds 0, 100/points, …, 100 (float64).
 
@@ -340,55 +322,3 @@ def evaluate_uncertainty(pred_dir: str | os.PathLike[str], ref_dir: str | os.Pat
     curve_table = pd.concat(curves, ignore_index=True)
     return (score_table[first + [c for c in score_table.columns if c != "case"]],
             curve_table[first + [c for c in curve_table.columns if c != "case"]])
-
-
-def ensemble_uncertainty(sources: list[str | os.PathLike[str]], input_dir: str | os.PathLike[str],
-                         output_dir: str | os.PathLike[str], unc_dir: str | os.PathLike[str],
-                         weights: list[float] | None = None,
-                         work_dir: str | os.PathLike[str] | None = None,
-                         release: str | None = None, measure: str = "entropy",
-                         resume: bool = False, overwrite: bool = False, progress: bool = True
-                         ) -> list[Path]:
-    """Uncertainty maps of a finished ``brats ensemble``: the samples are the sources' saved
-    probability maps (folders of maps as given, run sources from their work folders), weighted
-    as in the ensemble. ``unc_dir`` gets its own ``manifest.json`` (kind ``uncertainty``).
-
-    Returns:
-        The map files, three per case.
-
-    Raises:
-        BratsInputError: a source without a map for a case, or an unusable ``unc_dir``.
-    """
-    from brats.inference.fusion import _source_names, probability_files, source_tables
-    from brats.manifest import prepare_outputs
-
-    check_measure(measure)
-    out = Path(output_dir)
-    folder = Path(unc_dir)
-    if folder.resolve() == out.resolve():
-        raise BratsInputError("the ensemble's uncertainty maps need their own folder, not the "
-                              "submission folder")
-    work = Path(work_dir) if work_dir is not None else out.with_name(out.name + "_members")
-    paths = [Path(s) for s in sources]
-    tables = [t if t is not None else probability_files(work / name / "probabilities")
-              for t, name in zip(source_tables(paths), _source_names(paths))]
-    weight_list = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
-    cases = discover(input_dir, release)
-    for source, table in zip(sources, tables):
-        missing = [c.id for c in cases if c.id not in table]
-        if missing:
-            raise BratsInputError(f"{source}: no probability map for case(s) {', '.join(missing[:5])}")
-    settings = {"ensemble": str(out.resolve()), "measure": measure,
-                "sources": [str(p.resolve()) for p in paths], "weights": weight_list}
-    prepare_outputs({folder: [n for c in cases for n in uncertainty_names(c.id)]}, "uncertainty",
-                    settings, resume=resume, overwrite=overwrite)
-    written = []
-    for case in tqdm(cases, desc="uncertainty", unit="case", disable=not progress):
-        names = [folder / n for n in uncertainty_names(case.id)]
-        written.extend(names)
-        if all(p.is_file() for p in names):
-            continue
-        moments, meta = source_moments([t[case.id] for t in tables], weight_list)
-        write_uncertainty(uncertainty_maps(moments, measure), [tuple(b) for b in meta["box"]],
-                          tuple(meta["shape"]), case.images[0], folder, case.id)
-    return written

@@ -34,6 +34,13 @@ from brats.manifest import check_folder, prepare_outputs, read_manifest
 from brats.preprocess.crop import paste_back
 from brats.submission import submission_name, write_submission
 from brats.training.checkpoint import LAST
+from brats.uncertainty import (
+    RegionMoments,
+    check_measure,
+    uncertainty_maps,
+    uncertainty_names,
+    write_uncertainty,
+)
 
 
 def probability_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
@@ -47,7 +54,7 @@ def is_run_source(path: Path) -> bool:
     return path.is_file() or (path / LAST).is_file() or any(path.rglob(LAST))
 
 
-def _source_names(sources: list[Path]) -> list[str]:
+def source_names(sources: list[Path]) -> list[str]:
     """Distinct folder names for the sources' work folders (``name``, ``name_2`` …)."""
     names: list[str] = []
     for path in sources:
@@ -87,8 +94,10 @@ def source_tables(sources: list[Path]) -> list[dict[str, Path] | None]:
     return tables
 
 
-def fuse_case(files: list[Path], weights: list[float]) -> tuple[np.ndarray, dict]:
-    """Weighted mean of one case's maps (one file loaded at a time) and the first map's meta.
+def fuse_case(files: list[Path], weights: list[float], moments: RegionMoments | None = None
+              ) -> tuple[np.ndarray, dict]:
+    """Weighted mean of one case's maps (one file loaded at a time) and the first map's meta;
+    each map is also added, with its weight, to ``moments`` (uncertainty maps) when given.
 
     Raises:
         BratsInputError: maps of different shapes, boxes, cases or class orders.
@@ -97,6 +106,8 @@ def fuse_case(files: list[Path], weights: list[float]) -> tuple[np.ndarray, dict
     for path, weight in zip(files, weights):
         probs, meta = load_probabilities(path)
         accumulator.add(probs, weight, meta=meta, name=str(path))
+        if moments is not None:
+            moments.add(probs, weight)
         del probs
     return accumulator.mean(), accumulator.meta
 
@@ -106,7 +117,9 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
                     work_dir: str | os.PathLike[str] | None = None, release: str | None = None,
                     device: str | None = None, checkpoint: str = "final",
                     overrides: dict[str, Any] | None = None, resume: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> list[Path]:
+                    overwrite: bool = False, progress: bool = True,
+                    uncertainty_dir: str | os.PathLike[str] | None = None,
+                    uncertainty_measure: str = "entropy") -> list[Path]:
     """Fuse the sources' probability maps into submission files, one per case of ``input_dir``.
 
     The output folder gets a ``manifest.json`` (kind ``ensemble``): input, release and per
@@ -123,6 +136,10 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
         work_dir: where run sources are predicted (default ``<output_dir>_members``).
         checkpoint: ``final`` or ``best`` checkpoint of the run sources.
         overrides: inference settings for the run sources, keys without ``inference.``.
+        uncertainty_dir: also write each case's QU-BraTS uncertainty maps there
+            (:mod:`brats.uncertainty`, ``uncertainty_measure`` ``entropy`` or ``std``): the
+            samples are the sources' maps, weighted as in the ensemble. A folder of its own,
+            with its own ``manifest.json`` (kind ``uncertainty``).
 
     Returns:
         The submission files, one per case.
@@ -139,6 +156,12 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
     if any(not np.isfinite(w) or w < 0 for w in weight_list) or sum(weight_list) <= 0:
         raise BratsInputError(f"weights must be >= 0 with a positive sum, got {weight_list}")
     out = Path(output_dir)
+    unc = None if uncertainty_dir is None else Path(uncertainty_dir)
+    if unc is not None:
+        check_measure(uncertainty_measure)
+        if unc.resolve() == out.resolve():
+            raise BratsInputError("the ensemble's uncertainty maps need their own folder, not the "
+                                  "submission folder")
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + "_members")
     paths = [Path(s) for s in sources]
     tables = source_tables(paths)
@@ -146,7 +169,7 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
         raise BratsInputError("inference overrides apply to run sources, and every source here "
                               "is a folder of probability maps")
     cases = discover(input_dir, release)
-    names = _source_names(paths)
+    names = source_names(paths)
     recorded: dict[str, dict[str, Any]] = {}
     for name, weight, path, table in zip(names, weight_list, paths, tables):
         made = (_maps_settings(path, table) if table is not None
@@ -155,6 +178,10 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
     settings = {"input": str(Path(input_dir).resolve()), "release": cases[0].release,
                 "sources": recorded}
     check_folder(out, "ensemble", settings, resume, overwrite)
+    if unc is not None:
+        unc_settings = {"ensemble": str(out.resolve()), "measure": uncertainty_measure,
+                        "sources": [str(p.resolve()) for p in paths], "weights": weight_list}
+        check_folder(unc, "uncertainty", unc_settings, resume, overwrite)
     for i, (path, name) in enumerate(zip(paths, names)):
         if tables[i] is None:
             print(f"predict {path} → {work / name}")
@@ -171,16 +198,25 @@ def ensemble_folder(sources: list[str | os.PathLike[str]], input_dir: str | os.P
     prepare_outputs({out: [submission_name(c.id) for c in cases]}, "ensemble", settings,
                     resume=resume, overwrite=overwrite,
                     sources=[str(p.resolve()) for p in paths], work=str(work.resolve()))
+    if unc is not None:
+        prepare_outputs({unc: [n for c in cases for n in uncertainty_names(c.id)]}, "uncertainty",
+                        unc_settings, resume=resume, overwrite=overwrite)
     written = []
     for case in tqdm(cases, desc="ensemble", unit="case", disable=not progress):
         target = out / submission_name(case.id)
         written.append(target)
-        if target.is_file():
+        maps_done = unc is None or all((unc / n).is_file() for n in uncertainty_names(case.id))
+        if target.is_file() and maps_done:
             continue
-        probs, meta = fuse_case([t[case.id] for t in tables], weight_list)
+        moments = None if maps_done else RegionMoments()
+        probs, meta = fuse_case([t[case.id] for t in tables], weight_list, moments)
         if meta.get("case_id", case.id) != case.id:
             raise BratsInputError(f"the map for {case.id} says it belongs to {meta['case_id']}")
-        labels = paste_back(probabilities_to_labels(probs), [tuple(b) for b in meta["box"]],
-                            meta["shape"])
-        write_submission(labels, case.images[0], target, release=case.release)
+        box = [tuple(b) for b in meta["box"]]
+        if not target.is_file():
+            labels = paste_back(probabilities_to_labels(probs), box, meta["shape"])
+            write_submission(labels, case.images[0], target, release=case.release)
+        if moments is not None:
+            write_uncertainty(uncertainty_maps(moments, uncertainty_measure), box,
+                              tuple(meta["shape"]), case.images[0], unc, case.id)
     return written

@@ -19,6 +19,7 @@ from brats.entries import resolve_entry
 from brats.errors import BratsInputError
 from brats.inference import predictor
 from brats.inference.combine import class_probabilities_to_regions, save_probabilities
+from brats.inference.fusion import ensemble_folder
 from brats.inference.predictor import Member, predict_case
 from brats.inference.tta import predict_with_tta
 from brats.manifest import read_manifest
@@ -30,7 +31,6 @@ from brats.uncertainty import (
     RegionMoments,
     case_uncertainty,
     curve_scores,
-    ensemble_uncertainty,
     region_curves,
     thresholds,
     uncertainty_maps,
@@ -212,11 +212,12 @@ def test_ensemble_maps_are_the_spread_of_the_sources(tiny_2017: Path, tmp_path: 
             probs = np.broadcast_to(sample, (4, *shape)).astype(np.float32)
             save_probabilities(tmp_path / name / f"{case.id}_probabilities.npz", probs,
                                {"case_id": case.id, "box": box, "shape": list(shape)})
-    written = ensemble_uncertainty([tmp_path / "a", tmp_path / "b"], tiny_2017,
-                                   tmp_path / "ens", tmp_path / "unc", measure="std",
-                                   progress=False)
+    ensemble_folder([tmp_path / "a", tmp_path / "b"], tiny_2017, tmp_path / "ens",
+                    uncertainty_dir=tmp_path / "unc", uncertainty_measure="std", progress=False)
+    written = sorted((tmp_path / "unc").glob("*_unc_*.nii.gz"))
     assert len(written) == 3 * len(cases)
     core, _, _ = read_nifti(tmp_path / "unc" / f"{cases[1].id}_unc_core.nii.gz")
     assert core.shape == shape and (core == 50).all()   # std 0.25 (float16 maps) → 50
     with pytest.raises(BratsInputError, match="own folder"):
-        ensemble_uncertainty([tmp_path / "a"], tiny_2017, tmp_path / "ens", tmp_path / "ens")
+        ensemble_folder([tmp_path / "a"], tiny_2017, tmp_path / "ens",
+                        uncertainty_dir=tmp_path / "ens")
